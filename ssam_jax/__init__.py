@@ -1,0 +1,37 @@
+"""ssam_jax: SAM and Sparse SAM (SSAM-F, SSAM-D) as Optax transformations."""
+
+from ssam_jax.fisher import empirical_fisher
+from ssam_jax.masks import DynamicMaskState
+from ssam_jax.masks import FisherMaskState
+from ssam_jax.masks import MaskStrategy
+from ssam_jax.masks import RandomMaskState
+from ssam_jax.masks import dynamic_mask
+from ssam_jax.masks import fisher_mask
+from ssam_jax.masks import random_mask
+from ssam_jax.perturbation import fill_masked
+from ssam_jax.perturbation import kernels_only
+from ssam_jax.sam import SAMState
+from ssam_jax.sam import sam
+from ssam_jax.ssam import SSAMState
+from ssam_jax.ssam import ssam
+from ssam_jax.topk import topk_mask
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "DynamicMaskState",
+    "FisherMaskState",
+    "MaskStrategy",
+    "RandomMaskState",
+    "SAMState",
+    "SSAMState",
+    "dynamic_mask",
+    "empirical_fisher",
+    "fill_masked",
+    "fisher_mask",
+    "kernels_only",
+    "random_mask",
+    "sam",
+    "ssam",
+    "topk_mask",
+)
