@@ -8,6 +8,8 @@ from ssam_jax.masks import RandomMaskState
 from ssam_jax.masks import dynamic_mask
 from ssam_jax.masks import fisher_mask
 from ssam_jax.masks import random_mask
+from ssam_jax.partial_grad import perturbed_tensors
+from ssam_jax.partial_grad import value_and_partial_grad
 from ssam_jax.perturbation import fill_masked
 from ssam_jax.perturbation import kernels_only
 from ssam_jax.sam import SAMState
@@ -30,8 +32,10 @@ __all__ = (
     "fill_masked",
     "fisher_mask",
     "kernels_only",
+    "perturbed_tensors",
     "random_mask",
     "sam",
     "ssam",
     "topk_mask",
+    "value_and_partial_grad",
 )

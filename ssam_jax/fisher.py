@@ -105,7 +105,7 @@ def empirical_fisher(
           grads)
       return jax.tree.map(jnp.add, total, squared), None
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
     total, _ = jax.lax.scan(accumulate, zeros, (chunks, weights))
     return jax.tree.map(lambda t: t / num_samples, total)
 

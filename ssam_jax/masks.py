@@ -22,6 +22,8 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ssam_jax import perturbation
+
 PyTree = Any
 _CRITERIA = ("gradient", "weight", "random")
 
@@ -81,11 +83,12 @@ class RandomMaskState(NamedTuple):
 
 
 def uniform_scores(key: jax.Array, params: PyTree) -> PyTree:
-  """Independent U[0, 1) float32 scores shaped like ``params``."""
+  """Independent U[0, 1) float32 scores shaped (and sharded) like ``params``."""
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, max(len(leaves), 1))
   return jax.tree.unflatten(treedef, [
-      jax.random.uniform(k, p.shape, jnp.float32) for k, p in zip(keys, leaves)
+      perturbation.shard_like(jax.random.uniform(k, p.shape, jnp.float32), p)
+      for k, p in zip(keys, leaves)
   ])
 
 
@@ -147,7 +150,7 @@ def fisher_mask(accumulate: bool = True, seed: int = 0) -> MaskStrategy:
   random_initial_mask = _random_initial_mask(seed)
 
   def init(params, select):
-    sums = (jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    sums = (jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
             if accumulate else ())
     return random_initial_mask(params, select), FisherMaskState(
         squared_grad_sum=sums, num_accumulated=jnp.zeros([], jnp.int32))

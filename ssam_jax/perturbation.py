@@ -193,11 +193,61 @@ def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
   return new_grads
 
 
-def sharpness_aware_gradient(grads, params, rho, grad_fn, perturbable,
-                             **perturbation_options):
-  """``grad_fn(params + eps)``, the gradient handed to the base optimizer."""
-  eps = perturbation(grads, params, rho, perturbable, **perturbation_options)
-  return call_grad_fn(grad_fn, add_perturbation(params, eps), grads)
+def sharpness_aware_gradient(ascent_grads, params, rho, grad_fn, perturbable,
+                             axis_name=None, **perturbation_options):
+  """``grad_fn(params + eps)``, averaged over ``axis_name`` if given.
+
+  ``eps`` is built from ``ascent_grads``: the device-mean gradient, or the
+  local one for m-sharpness.
+  """
+  eps = perturbation(ascent_grads, params, rho, perturbable,
+                     **perturbation_options)
+  return mean_over(axis_name, call_grad_fn(
+      grad_fn, add_perturbation(params, eps), ascent_grads))
+
+
+def mean_over(axis_name, tree):
+  """Mean over the devices of a named axis (``shard_map``, ``pmap``).
+
+  Identity when ``axis_name`` is None: under ``jax.jit`` with sharded arrays
+  every reduction is already global.
+  """
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def shard_like(x: jax.Array, like) -> jax.Array:
+  """``x`` with the sharding of ``like``, an array of the same shape.
+
+  Keeps what is created leaf by leaf from the params (masks, Fisher sums,
+  random scores) sharded as the params are, e.g. over an FSDP axis: a
+  concrete ``like`` spread over several devices places ``x`` on them, a
+  traced one under explicit sharding (``jax.sharding.AxisType.Explicit``)
+  reshards ``x`` to its type. Otherwise ``x`` is returned unchanged: on one
+  device nothing is to be done, and under automatic sharding the compiler
+  propagates shardings itself.
+  """
+  if not isinstance(like, jax.Array):
+    return x
+  if not isinstance(like, jax.core.Tracer):
+    if len(like.sharding.device_set) > 1:
+      return jax.device_put(x, like.sharding)
+    return x
+  sharding = jax.typeof(like).sharding
+  if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
+    return jax.sharding.reshard(x, sharding)
+  return x
+
+
+def check_axis_options(axis_name, m_sharpness) -> None:
+  if axis_name is not None and not isinstance(axis_name, (str, tuple)):
+    raise TypeError(f"axis_name must be a str or tuple of str, got {axis_name!r}.")
+  if not isinstance(m_sharpness, bool):
+    raise TypeError(f"m_sharpness must be a bool, got {m_sharpness!r}.")
+  if m_sharpness and axis_name is None:
+    raise ValueError(
+        "m_sharpness=True needs axis_name: each device perturbs with its own "
+        "gradient inside shard_map/pmap, then the perturbed gradients are "
+        "averaged over axis_name.")
 
 
 def current_rho(rho, count):

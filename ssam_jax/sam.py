@@ -1,6 +1,6 @@
 """SAM (Foret et al.) as an Optax gradient transformation."""
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,8 @@ def sam(
     adaptive: bool = False,
     adaptive_eta: float = 0.01,
     perturbed_leaves: perturbation.LeafFilter = None,
+    axis_name: Optional[Union[str, tuple]] = None,
+    m_sharpness: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Sharpness-Aware Minimization around any Optax optimizer.
 
@@ -70,6 +72,16 @@ def sam(
       pytree of Python booleans shaped like the params, or a callable
       mapping params to one (e.g. :func:`ssam_jax.kernels_only`). Other
       leaves are evaluated unperturbed and do not enter ``||g||``.
+    axis_name: inside ``shard_map`` or ``pmap``, the name of the data axis.
+      ``update`` then takes local gradients and averages over that axis the
+      gradient at ``w`` (so ``eps``, the mask and ``||g||`` are global), the
+      gradient at ``w + eps`` and the Fisher. Leave it None under ``jax.jit``
+      with sharded arrays, where reductions are already global.
+    m_sharpness: with ``axis_name``, perturb each device's parameters with its
+      own local gradient and average the perturbed gradients (m-sharpness of
+      Foret et al., Sec. 4.1, with m the per-device batch). Often generalises
+      better than a global perturbation at large batch sizes; it changes the
+      algorithm, so results depend on the number of devices.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
@@ -88,6 +100,7 @@ def sam(
   perturbation.check_rho(rho)
   perturbation.check_adaptive_eta(adaptive_eta)
   perturbation.check_leaf_filter(perturbed_leaves)
+  perturbation.check_axis_options(axis_name, m_sharpness)
   base_optimizer = optax.with_extra_args_support(base_optimizer)
 
   def init_fn(params):
@@ -96,13 +109,13 @@ def sam(
 
   def update_fn(updates, state, params=None, *, grad_fn=None, **extra_args):
     params = perturbation.require_params(params, "sam")
-    if perturbation.is_static_zero(rho):
-      grads = updates
-    else:
+    grads = perturbation.mean_over(axis_name, updates)
+    if not perturbation.is_static_zero(rho):
       grads = perturbation.sharpness_aware_gradient(
-          updates, params, perturbation.current_rho(rho, state.count), grad_fn,
+          updates if m_sharpness else grads, params,
+          perturbation.current_rho(rho, state.count), grad_fn,
           perturbation.resolve_leaf_filter(perturbed_leaves, params),
-          adaptive=adaptive, adaptive_eta=adaptive_eta)
+          axis_name=axis_name, adaptive=adaptive, adaptive_eta=adaptive_eta)
     updates, base_state = base_optimizer.update(
         grads, state.base_state, params, **extra_args)
     return updates, SAMState(count=optax.safe_increment(state.count),

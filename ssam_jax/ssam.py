@@ -59,14 +59,20 @@ def _check_mask_update_every(mask_update_every) -> None:
         f"mask_update_every must be >= 1, got {mask_update_every}.")
 
 
-def _selector(pattern, perturbable: tuple, scores: PyTree, density) -> PyTree:
-  """Applies ``pattern`` to the perturbable leaves; the others stay False."""
+def _selector(pattern, perturbable: tuple, params: PyTree, scores: PyTree,
+              density) -> PyTree:
+  """Applies ``pattern`` to the perturbable leaves; the others stay False.
+
+  Each mask leaf is sharded like its parameter (see
+  :func:`ssam_jax.perturbation.shard_like`), whatever the pattern did.
+  """
   leaves, treedef = jax.tree.flatten(scores)
   chosen = iter(pattern.select(
       [s for s, use in zip(leaves, perturbable) if use], density))
   return jax.tree.unflatten(treedef, [
-      next(chosen) if use else jnp.zeros(jnp.shape(s), bool)
-      for s, use in zip(leaves, perturbable)
+      perturbation.shard_like(
+          next(chosen) if use else jnp.zeros(jnp.shape(s), bool), p)
+      for s, p, use in zip(leaves, jax.tree.leaves(params), perturbable)
   ])
 
 
@@ -82,6 +88,8 @@ def ssam(
     adaptive: bool = False,
     adaptive_eta: float = 0.01,
     perturbed_leaves: perturbation.LeafFilter = None,
+    axis_name: Optional[Union[str, tuple]] = None,
+    m_sharpness: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Sparse SAM: perturb only a masked subset of the parameters.
 
@@ -145,6 +153,16 @@ def ssam(
     perturbed_leaves: which leaves may be perturbed (see :func:`sam`);
       ``d`` counts only these. With ``optax.inject_hyperparams``, name it in
       ``static_args`` (it would otherwise be taken for a schedule).
+    axis_name: inside ``shard_map`` or ``pmap``, the name of the data axis.
+      ``update`` then takes local gradients and averages over that axis the
+      gradient at ``w`` (so ``eps``, the mask and ``||g||`` are global), the
+      gradient at ``w + eps`` and the Fisher. Leave it None under ``jax.jit``
+      with sharded arrays, where reductions are already global.
+    m_sharpness: with ``axis_name``, perturb each device's parameters with its
+      own local gradient and average the perturbed gradients (m-sharpness of
+      Foret et al., Sec. 4.1, with m the per-device batch). Often generalises
+      better than a global perturbation at large batch sizes; it changes the
+      algorithm, so results depend on the number of devices.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
@@ -166,6 +184,7 @@ def ssam(
   _check_mask_update_every(mask_update_every)
   perturbation.check_adaptive_eta(adaptive_eta)
   perturbation.check_leaf_filter(perturbed_leaves)
+  perturbation.check_axis_options(axis_name, m_sharpness)
   if normalize not in perturbation.NORMALIZATIONS:
     raise ValueError(
         f"normalize must be one of {perturbation.NORMALIZATIONS}, got {normalize!r}.")
@@ -179,7 +198,8 @@ def ssam(
 
   def init_fn(params):
     perturbable = perturbation.resolve_leaf_filter(perturbed_leaves, params)
-    select = functools.partial(_selector, pattern, perturbable, density=density)
+    select = functools.partial(_selector, pattern, perturbable, params,
+                               density=density)
     initial_mask, mask_state = mask.init(params, select)
     return SSAMState(count=jnp.zeros([], jnp.int32), mask=initial_mask,
                      mask_state=mask_state, base_state=base_optimizer.init(params))
@@ -190,7 +210,7 @@ def ssam(
       return state.mask, mask_state
     inputs = masks.RefreshInputs(step=state.count, grads=updates, params=params,
                                  fisher_fn=fisher_fn, density=density)
-    select = functools.partial(_selector, pattern, perturbable)
+    select = functools.partial(_selector, pattern, perturbable, params)
     return jax.lax.cond(
         state.count % mask_update_every == 0,
         lambda: mask.refresh(state.mask, mask_state, inputs, select),
@@ -200,16 +220,18 @@ def ssam(
                 **extra_args):
     params = perturbation.require_params(params, "ssam")
     perturbable = perturbation.resolve_leaf_filter(perturbed_leaves, params)
-    new_mask, mask_state = refreshed_mask(state, updates, params, fisher_fn,
+    grads = perturbation.mean_over(axis_name, updates)
+    if fisher_fn is not None and axis_name is not None:
+      local_fisher_fn = fisher_fn
+      fisher_fn = lambda p: perturbation.mean_over(axis_name, local_fisher_fn(p))
+    new_mask, mask_state = refreshed_mask(state, grads, params, fisher_fn,
                                           perturbable)
-    if never_perturbs or perturbation.is_static_zero(rho):
-      grads = updates
-    else:
+    if not (never_perturbs or perturbation.is_static_zero(rho)):
       grads = perturbation.sharpness_aware_gradient(
-          updates, params, perturbation.current_rho(rho, state.count), grad_fn,
-          perturbable, mask=None if always_dense else new_mask,
-          normalize=normalize, adaptive=adaptive,
-          adaptive_eta=adaptive_eta)
+          updates if m_sharpness else grads, params,
+          perturbation.current_rho(rho, state.count), grad_fn, perturbable,
+          axis_name=axis_name, mask=None if always_dense else new_mask,
+          normalize=normalize, adaptive=adaptive, adaptive_eta=adaptive_eta)
     updates, base_state = base_optimizer.update(
         grads, state.base_state, params, **extra_args)
     return updates, SSAMState(count=optax.safe_increment(state.count),

@@ -57,17 +57,47 @@ def _kth_largest_key(keys: Sequence[jax.Array], k: jax.Array) -> jax.Array:
   return low
 
 
-def _break_ties(keys, threshold, num_needed):
-  """Selects the first ``num_needed`` keys equal to the threshold."""
-  selected = []
-  ties_before = jnp.int32(0)
+def _positions(keys):
+  """Each entry's index in the concatenation of the flattened keys.
+
+  Built from iotas, so a sharded leaf gets sharded positions.
+  """
+  positions, offset = [], 0
   for key in keys:
-    tie = (key == threshold).reshape(-1)
-    rank = ties_before + jnp.cumsum(tie, dtype=jnp.int32) - 1
-    chosen = (key > threshold).reshape(-1) | (tie & (rank < num_needed))
-    selected.append(chosen.reshape(key.shape))
-    ties_before = ties_before + jnp.sum(tie, dtype=jnp.int32)
-  return selected
+    index = jnp.full(key.shape, offset, jnp.int32)
+    stride = 1
+    for axis in reversed(range(key.ndim)):
+      index = index + stride * jax.lax.broadcasted_iota(jnp.int32, key.shape, axis)
+      stride *= key.shape[axis]
+    positions.append(index)
+    offset += key.size
+  return positions
+
+
+def _break_ties(keys, threshold, num_needed):
+  """Selects the first ``num_needed`` keys equal to the threshold.
+
+  The position cutting off the first ``num_needed`` ties is found by
+  bisection, counting leaf by leaf: unlike a cumulative sum over a flattened
+  leaf, this never gathers a sharded leaf onto one device.
+  """
+  total = sum(key.size for key in keys)
+
+  def count_before(limit):
+    return sum(jnp.sum((key == threshold) & (position < limit), dtype=jnp.int32)
+               for key, position in zip(keys, _positions(keys)))
+
+  def halve(_, bounds):
+    # Smallest limit in [low, high] with count_before(limit) >= num_needed.
+    low, high = bounds
+    middle = low + (high - low) // 2
+    enough = count_before(middle) >= num_needed
+    return jnp.where(enough, low, middle + 1), jnp.where(enough, middle, high)
+
+  bounds = (jnp.int32(0), jnp.int32(total))
+  _, limit = jax.lax.fori_loop(0, max(total, 1).bit_length(), halve, bounds)
+  return [(key > threshold) | ((key == threshold) & (position < limit))
+          for key, position in zip(keys, _positions(keys))]
 
 
 def topk_mask_leaves(scores: Sequence[jax.Array], k) -> list[jax.Array]:

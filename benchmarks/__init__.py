@@ -1,0 +1,1 @@
+"""Benchmarks for ssam_jax: step time, memory, FLOPs and mask-refresh cost."""

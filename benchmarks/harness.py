@@ -1,0 +1,191 @@
+"""Train steps of every optimizer on one Flax model, and how to time them.
+
+Each optimizer gets one jitted step with donated params and state, built on
+the same loss: the unperturbed pass updates the BatchNorm statistics, the
+perturbed pass (``grad_fn``) discards its own. Inputs are random tensors of
+the dataset's shape: step time does not depend on their values.
+"""
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ssam_jax
+
+LEARNING_RATE, MOMENTUM, RHO, NUM_FISHER_SAMPLES = 0.05, 0.9, 0.1, 128
+NO_REFRESH = 10**9  # mask_update_every for timing steps without a refresh
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+  """One row of the benchmark: how to build the optimizer and its step."""
+
+  name: str
+  kind: str                      # sgd | contrib_sam | sam | ssam
+  mask: str = "fisher"           # fisher | dynamic | random
+  pattern: str = "unstructured"
+  sparsity: float = 0.5
+  fast_path: bool = False        # tensorwise first gradient of perturbed leaves only
+  mask_update_every: int = NO_REFRESH
+
+  def build(self):
+    base = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
+    if self.kind == "sgd":
+      return optax.with_extra_args_support(base)
+    if self.kind == "contrib_sam":
+      adversary = optax.chain(optax.contrib.normalize(), optax.sgd(RHO))
+      return optax.contrib.sam(base, adversary, sync_period=2, opaque_mode=True)
+    if self.kind == "sam":
+      return ssam_jax.sam(base, RHO)
+    mask = {"fisher": lambda: ssam_jax.fisher_mask(accumulate=False),
+            "dynamic": lambda: ssam_jax.dynamic_mask(0.5, total_steps=10_000),
+            "random": ssam_jax.random_mask}[self.mask]()
+    return ssam_jax.ssam(base, RHO, self.sparsity, mask=mask, pattern=self.pattern,
+                         mask_update_every=self.mask_update_every,
+                         normalize="masked" if self.fast_path else "full")
+
+
+def standard_specs() -> list[OptimizerSpec]:
+  specs = [OptimizerSpec("sgd", "sgd"), OptimizerSpec("optax.contrib.sam", "contrib_sam"),
+           OptimizerSpec("sam", "sam")]
+  for mask in ("fisher", "dynamic"):
+    for pattern, sparsities in (("unstructured", (0.5, 0.9, 0.99)),
+                                ("tensorwise", (0.5, 0.9, 0.99)), ("2:4", (0.5,))):
+      for sparsity in sparsities:
+        specs.append(OptimizerSpec(f"ssam-{mask[0].upper()} {pattern} s={sparsity}", "ssam",
+                                   mask, pattern, sparsity))
+  for sparsity in (0.5, 0.9):
+    specs.append(OptimizerSpec(f"ssam-F tensorwise s={sparsity} fast path", "ssam", "fisher",
+                               "tensorwise", sparsity, fast_path=True))
+  return specs
+
+
+class ModelBench:
+  """A Flax model with random inputs, and the steps of every optimizer on it."""
+
+  def __init__(self, model, input_shape, num_classes, batch_size, seed=0):
+    self.model = model
+    key_init, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
+    self.images = jax.random.normal(key_x, (batch_size,) + tuple(input_shape))
+    self.labels = jax.random.randint(key_y, (batch_size,), 0, num_classes)
+    variables = model.init(key_init, self.images[:1], train=False)
+    self.params, self.batch_stats = variables["params"], variables["batch_stats"]
+    self.num_params = sum(p.size for p in jax.tree.leaves(self.params))
+
+  def loss(self, params, batch_stats, images, labels):
+    logits, new_state = self.model.apply(
+        {"params": params, "batch_stats": batch_stats}, images, train=True,
+        mutable=["batch_stats"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return ce, new_state["batch_stats"]
+
+  def example_loss(self, params, batch_stats, example):
+    logits = self.model.apply({"params": params, "batch_stats": batch_stats},
+                              example["image"][None], train=False)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, example["label"][None])[0]
+
+  def make_step(self, spec: OptimizerSpec, opt, active: Optional[tuple] = None):
+    """The jitted train step of ``spec``; ``active`` selects the fast path."""
+
+    def step(params, opt_state, batch_stats, images, labels):
+      loss_of_params = lambda p: self.loss(p, batch_stats, images, labels)
+      if active is None:
+        (loss, new_stats), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params)
+      else:
+        (loss, new_stats), grads = ssam_jax.value_and_partial_grad(
+            loss_of_params, active, has_aux=True)(params)
+      perturbed_grad = jax.grad(lambda p: loss_of_params(p)[0])
+      extra = {}
+      if spec.kind == "contrib_sam":
+        extra["grad_fn"] = lambda p, _: perturbed_grad(p)
+      elif spec.kind in ("sam", "ssam"):
+        extra["grad_fn"] = perturbed_grad
+      if spec.kind == "ssam" and spec.mask == "fisher":
+        extra["fisher_fn"] = ssam_jax.empirical_fisher(
+            lambda p, ex: self.example_loss(p, batch_stats, ex),
+            {"image": images, "label": labels},
+            num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]))
+      updates, opt_state = opt.update(grads, opt_state, params, **extra)
+      return optax.apply_updates(params, updates), opt_state, new_stats, loss
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
+
+  def fresh_inputs(self, opt):
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    return copy(self.params), opt.init(self.params), copy(self.batch_stats)
+
+
+def state_bytes(state) -> int:
+  return sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
+
+
+def compiled_costs(step, args) -> dict[str, float]:
+  compiled = step.lower(*args).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  memory = compiled.memory_analysis()
+  return {"flops": float(cost.get("flops", float("nan"))),
+          "temp_bytes": float(getattr(memory, "temp_size_in_bytes", float("nan")))}
+
+
+class RunningStep:
+  """A compiled step with its own params/state, advanced one call at a time."""
+
+  def __init__(self, bench: ModelBench, spec: OptimizerSpec):
+    self.bench, self.spec = bench, spec
+    self.opt = spec.build()
+    params, state, stats = bench.fresh_inputs(self.opt)
+    self.state_bytes = state_bytes(state)
+    self.args = [params, state, stats]
+    self.step = bench.make_step(spec, self.opt)
+    self.call()  # step 0 compiles and refreshes the mask
+    self.active = None
+    if spec.fast_path:
+      self.active = ssam_jax.perturbed_tensors(self.args[1])
+      self.step = bench.make_step(spec, self.opt, self.active)
+    self.call()
+    self.costs = self._costs_without_refresh_branch()
+
+  def _costs_without_refresh_branch(self):
+    """FLOPs and memory of a step that does not refresh the mask.
+
+    XLA's cost analysis counts both branches of ``lax.cond``, so a step with
+    a Fisher refresh branch would be charged for the Fisher on every step.
+    The same step with a fixed mask (``random_mask``, no refresh branch) does
+    identical work on non-refresh steps.
+    """
+    spec = self.spec
+    if spec.kind == "ssam" and spec.mask_update_every == NO_REFRESH:
+      spec = dataclasses.replace(spec, mask="random")
+    opt = spec.build()
+    params, state, stats = self.bench.fresh_inputs(opt)
+    step = self.bench.make_step(spec, opt, self.active)
+    return compiled_costs(step, [params, state, stats, self.bench.images, self.bench.labels])
+
+  def call(self) -> float:
+    start = time.perf_counter()
+    params, state, stats, loss = self.step(*self.args, self.bench.images, self.bench.labels)
+    jax.block_until_ready(loss)
+    self.args = [params, state, stats]
+    return time.perf_counter() - start
+
+
+def interleaved_times(runners: dict[str, RunningStep], repetitions: int) -> dict[str, list]:
+  """Times each runner once per round, rounds repeated, so drift hits all alike."""
+  times = {name: [] for name in runners}
+  for _ in range(repetitions):
+    for name, runner in runners.items():
+      times[name].append(runner.call())
+  return times
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+  q1, median, q3 = np.percentile(samples, [25, 50, 75])
+  return {"median_s": float(median), "iqr_s": float(q3 - q1), "n": len(samples)}
