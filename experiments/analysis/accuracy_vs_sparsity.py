@@ -1,0 +1,102 @@
+"""Fig. 3: final test accuracy against sparsity (mean +- std over seeds).
+
+  python -m experiments.analysis.accuracy_vs_sparsity --demo --out figures/
+  python -m experiments.analysis.accuracy_vs_sparsity --out figures/ --run \\
+      sam=runs/sam_s0 ssam-f@0.5=runs/f50_s0 ssam-f@0.9=runs/f90_s0 \\
+      ssam-d@0.5=runs/d50_s0 ssam-d@0.9=runs/d90_s0
+
+Sparse optimizers (runs with a sparsity) are drawn as lines over sparsity;
+dense ones (SGD, SAM) as horizontal reference lines with std bands. The
+accuracy is that of each run's last record.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from experiments.analysis import common
+from experiments.analysis import runs as runs_lib
+
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+
+
+def compute(runs: Sequence[runs_lib.Run], key: str = "test_accuracy") -> dict:
+  """``{"sparse": {opt: [...per sparsity...]}, "dense": {opt: stats}}``."""
+  sparse, dense = {}, {}
+  for (optimizer, sparsity), members in runs_lib.group_runs(runs).items():
+    stats = runs_lib.final_statistics(members, key)
+    stats["runs"] = [m.path for m in members]
+    if sparsity is None:
+      dense[optimizer] = stats
+    else:
+      sparse.setdefault(optimizer, []).append({"sparsity": sparsity, **stats})
+  for points in sparse.values():
+    points.sort(key=lambda p: p["sparsity"])
+  return {"metric": key, "sparse": sparse, "dense": dense}
+
+
+def plot(results: dict, path: str, title: str) -> str:
+  figure, axis = plt.subplots(figsize=(6, 4))
+  for name, points in results["sparse"].items():
+    x = [p["sparsity"] for p in points]
+    mean = np.array([p["mean"] for p in points])
+    std = np.array([p["std"] for p in points])
+    axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
+  grays = ("black", "dimgray", "darkgray", "silver")
+  for (name, stats), color in zip(results["dense"].items(), grays * 8):
+    axis.axhline(stats["mean"], linestyle="--", linewidth=1, color=color,
+                 label=f"{name} (dense)")
+    axis.axhspan(stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                 color=color, alpha=0.1)
+  axis.set_xlabel("sparsity")
+  axis.set_ylabel(results["metric"].replace("_", " "))
+  axis.legend(fontsize=8)
+  axis.set_title(title)
+  return common.save_figure(figure, path)
+
+
+def make_figure(runs: Sequence[runs_lib.Run], out_dir: str, dataset: str = ""
+                ) -> tuple[str, str]:
+  """Writes ``fig3_accuracy_vs_sparsity.{png,json}``; returns the paths."""
+  results = compute(runs)
+  title = "Accuracy vs. sparsity" + (f" ({dataset})" if dataset else "")
+  png = plot(results, os.path.join(out_dir, "fig3_accuracy_vs_sparsity.png"),
+             title)
+  return png, common.write_json(
+      os.path.join(out_dir, "fig3_accuracy_vs_sparsity.json"),
+      {"figure": "Fig. 3 accuracy vs sparsity", "dataset": dataset,
+       "std": "population std over seeds", **results})
+
+
+def main(argv=None) -> tuple[str, str]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--run", nargs="+", action="extend",
+                      metavar="[OPT[@SPARSITY]=]PATH", help="training runs")
+  source.add_argument("--demo", action="store_true",
+                      help="train demo MLPs on synthetic data first")
+  parser.add_argument("--demo-epochs", type=int, default=10)
+  parser.add_argument("--demo-seeds", type=int, default=3)
+  parser.add_argument("--demo-sparsities", default="0.5,0.8,0.9,0.95,0.99",
+                      help="comma-separated sparsities of the demo runs")
+  parser.add_argument("--dataset", default="", help="name for the title")
+  parser.add_argument("--out", required=True, help="output directory")
+  args = parser.parse_args(argv)
+  specs, dataset = args.run, args.dataset
+  if args.demo:
+    specs = common.write_demo_runs(
+        os.path.join(args.out, "demo_runs"), optimizers=("sam", "ssam-f",
+                                                         "ssam-d"),
+        sparsities=tuple(float(s) for s in args.demo_sparsities.split(",")),
+        seeds=tuple(range(args.demo_seeds)), num_epochs=args.demo_epochs)
+    dataset = common.SYNTHETIC
+  paths = make_figure([runs_lib.parse_run(s) for s in specs], args.out, dataset)
+  print("\n".join(paths))
+  return paths
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

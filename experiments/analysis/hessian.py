@@ -1,0 +1,84 @@
+"""Fig. 5: Hessian spectrum -- top eigenvalues, lambda_1/lambda_5, density.
+
+  python -m experiments.analysis.hessian --demo --out figures/
+  python -m experiments.analysis.hessian --checkpoint sgd=runs/sgd \\
+      --checkpoint sam=runs/sam --lanczos-steps 90 --out figures/
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from experiments.analysis import common
+from ssam_jax.analysis import hessian
+
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+
+
+def compute(loss_fn, params, key, num_steps: int = 90, num_probes: int = 1,
+            k: int = 5, sigma_squared: float = 1e-5) -> dict:
+  """The Fig. 5 numbers for one model: top-``k`` eigenvalues and the density."""
+  k_top, k_density = jax.random.split(key)
+  top = hessian.top_eigenvalues(loss_fn, params, k_top, k, num_steps)
+  density = hessian.spectral_density(loss_fn, params, k_density, num_steps,
+                                     num_probes, sigma_squared)
+  return {"top_eigenvalues": top.eigenvalues, "lambda1_over_lambdak": top.ratio,
+          "k": k, "grid": density.grid, "density": density.density,
+          "nodes": density.nodes, "weights": density.weights}
+
+
+def plot(results: dict, path: str, title: str) -> str:
+  figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  for name, r in results.items():
+    label = (f"{name}: $\\lambda_1$={r['top_eigenvalues'][0]:.3g}, "
+             f"$\\lambda_1/\\lambda_{r['k']}$={r['lambda1_over_lambdak']:.3g}")
+    left.semilogy(r["grid"], np.maximum(r["density"], 1e-12), label=label)
+    right.plot(np.arange(1, r["k"] + 1), r["top_eigenvalues"], "o-", label=name)
+  left.set_xlabel("eigenvalue")
+  left.set_ylabel("density (SLQ, Gaussian broadening)")
+  left.set_ylim(bottom=1e-8)
+  left.legend(fontsize=8)
+  right.set_xlabel("index i")
+  right.set_ylabel(r"$\lambda_i$")
+  right.set_xticks(np.arange(1, max(r["k"] for r in results.values()) + 1))
+  right.legend(fontsize=8)
+  figure.suptitle(title)
+  return common.save_figure(figure, path)
+
+
+def make_figure(models: Sequence[common.TrainedModel], out_dir: str,
+                seed: int = 0, num_steps: int = 90, num_probes: int = 1
+                ) -> tuple[str, str]:
+  """Writes ``fig5_hessian.{png,json}`` for ``models``; returns the paths."""
+  key = jax.random.key(seed)
+  results = {m.name: compute(m.loss_fn, m.params, key, num_steps, num_probes)
+             for m in models}
+  title = f"Hessian spectrum of the training loss ({common.dataset_title(models)})"
+  png = plot(results, os.path.join(out_dir, "fig5_hessian.png"), title)
+  data = {"figure": "Fig. 5 Hessian spectrum", "seed": seed,
+          "dataset": common.dataset_title(models), "lanczos_steps": num_steps,
+          "num_probes": num_probes, "models": results}
+  return png, common.write_json(os.path.join(out_dir, "fig5_hessian.json"),
+                                data)
+
+
+def main(argv=None) -> tuple[str, str]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  common.add_model_arguments(parser)
+  parser.add_argument("--lanczos-steps", type=int, default=90,
+                      help="Lanczos iterations (capped at the parameter count)")
+  parser.add_argument("--num-probes", type=int, default=1,
+                      help="random probes averaged in the density")
+  args = parser.parse_args(argv)
+  paths = make_figure(common.models_from_args(args), args.out, args.seed,
+                      args.lanczos_steps, args.num_probes)
+  print("\n".join(paths))
+  return paths
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
