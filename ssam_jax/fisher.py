@@ -22,6 +22,18 @@ def _leading_size(batch: PyTree) -> int:
   return sizes.pop()
 
 
+def _replicated(x):
+  """Under explicit sharding, ``x`` gathered onto every device.
+
+  ``lax.scan`` cannot step along a sharded axis; elsewhere XLA chooses.
+  """
+  sharding = jax.typeof(x).sharding
+  if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
+    replicated = sharding.update(spec=jax.sharding.PartitionSpec())
+    return jax.sharding.reshard(x, replicated)
+  return x
+
+
 def _chunked_examples(batch, num_samples, chunk_size):
   """The first ``num_samples`` examples as ``(num_chunks, chunk_size, ...)``.
 
@@ -32,7 +44,7 @@ def _chunked_examples(batch, num_samples, chunk_size):
   padding = num_chunks * chunk_size - num_samples
 
   def chunk(x):
-    x = x[:num_samples]
+    x = _replicated(jnp.asarray(x))[:num_samples]
     x = jnp.concatenate([x, x[:padding]]) if padding else x
     return x.reshape((num_chunks, chunk_size) + x.shape[1:])
 

@@ -1,0 +1,41 @@
+"""SAM and SSAM on several devices: data parallel, shard_map, FSDP.
+
+The checks live in ``sharding_cases.py`` and run in one subprocess with 8
+CPU devices (the device count is fixed when JAX starts, which this process
+has already done). Each test reports one case.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+TIMEOUT_S = 600
+
+sys.path.insert(0, str(HERE))
+import sharding_cases  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+  out = tmp_path_factory.mktemp("sharding") / "results.json"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  try:
+    run = subprocess.run(
+        [sys.executable, str(HERE / "sharding_cases.py"), str(out)],
+        cwd=HERE, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    pytest.fail(f"sharding_cases.py exceeded {TIMEOUT_S} s")
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(sharding_cases.CASES))
+def test_case(results, name):
+  assert name in results, f"{name} did not run"
+  assert results[name] == "ok", results[name]
