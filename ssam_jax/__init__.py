@@ -10,8 +10,8 @@ from ssam_jax.masks import fisher_mask
 from ssam_jax.masks import random_mask
 from ssam_jax.partial_grad import perturbed_tensors
 from ssam_jax.partial_grad import value_and_partial_grad
-from ssam_jax.perturbation import fill_masked
-from ssam_jax.perturbation import kernels_only
+from ssam_jax.leaf_filters import fill_masked
+from ssam_jax.leaf_filters import kernels_only
 from ssam_jax.sam import SAMState
 from ssam_jax.sam import sam
 from ssam_jax.ssam import SSAMState

@@ -22,7 +22,8 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ssam_jax import perturbation
+from ssam_jax import sharding
+
 
 PyTree = Any
 _CRITERIA = ("gradient", "weight", "random")
@@ -87,7 +88,7 @@ def uniform_scores(key: jax.Array, params: PyTree) -> PyTree:
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, max(len(leaves), 1))
   return jax.tree.unflatten(treedef, [
-      perturbation.shard_like(jax.random.uniform(k, p.shape, jnp.float32), p)
+      sharding.shard_like(jax.random.uniform(k, p.shape, jnp.float32), p)
       for k, p in zip(keys, leaves)
   ])
 

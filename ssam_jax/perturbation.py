@@ -8,101 +8,16 @@ restricted to the perturbable leaves and, for sparse SAM, to a boolean mask.
 The gradient handed on to the base optimizer is ``grad_fn(w + eps)``.
 """
 
-from collections.abc import Callable
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
+
+from ssam_jax import leaf_filters
+from ssam_jax import sharding
 
 PyTree = Any
-LeafFilter = Union[None, PyTree, Callable[[PyTree], PyTree]]
 NORMALIZATIONS = ("full", "masked")
-
-
-def kernels_only(params: PyTree) -> PyTree:
-  """Leaf filter that perturbs only leaves with two or more dimensions.
-
-  Keeps biases and normalisation scales/offsets (all one-dimensional) out of
-  the perturbation, a common choice for SAM on networks with BatchNorm.
-
-  >>> import jax.numpy as jnp
-  >>> import ssam_jax
-  >>> ssam_jax.kernels_only({'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)})
-  {'bias': False, 'kernel': True}
-
-  Args:
-    params: a pytree of arrays or ``jax.ShapeDtypeStruct``.
-
-  Returns:
-    A pytree of Python booleans shaped like ``params``.
-  """
-  return jax.tree.map(lambda p: len(p.shape) >= 2, params)
-
-
-def _is_masked_node(x) -> bool:
-  return isinstance(x, optax.MaskedNode)
-
-
-def fill_masked(tree: PyTree, full: PyTree) -> PyTree:
-  """Replaces the ``optax.MaskedNode`` placeholders of ``tree`` from ``full``.
-
-  Inside ``optax.masked`` or ``optax.multi_transform`` a transformation only
-  sees the leaves it is responsible for; the others are ``optax.MaskedNode``.
-  A ``grad_fn`` used there receives such a partial tree and can complete it
-  from the full parameters it closes over::
-
-    grad_fn = lambda p: jax.grad(loss)(ssam_jax.fill_masked(p, params), batch)
-
-  The gradient it returns may be the full tree: SAM keeps only the leaves it
-  is responsible for.
-
-  Args:
-    tree: a pytree that may contain ``optax.MaskedNode`` nodes.
-    full: a pytree with the same structure where ``tree`` has real leaves.
-
-  Returns:
-    ``tree`` with every ``MaskedNode`` replaced by the matching subtree of
-    ``full``.
-  """
-  return jax.tree.map(lambda t, f: f if _is_masked_node(t) else t,
-                      tree, full, is_leaf=_is_masked_node)
-
-
-def _restrict_like(tree: PyTree, reference: PyTree) -> PyTree:
-  """Drops the parts of ``tree`` that are ``MaskedNode`` in ``reference``."""
-  return jax.tree.map(lambda r, t: r if _is_masked_node(r) else t,
-                      reference, tree, is_leaf=_is_masked_node)
-
-
-def resolve_leaf_filter(leaf_filter: LeafFilter, params: PyTree) -> tuple:
-  """One static Python bool per leaf of ``params``: may it be perturbed?"""
-  treedef = jax.tree.structure(params)
-  if leaf_filter is None:
-    return (True,) * treedef.num_leaves
-  tree = leaf_filter(params) if callable(leaf_filter) else leaf_filter
-  try:
-    flags = treedef.flatten_up_to(tree)
-  except (ValueError, TypeError) as error:
-    raise ValueError(
-        "perturbed_leaves must be a pytree of booleans with the structure of "
-        f"the params (or a callable returning one): {error}") from None
-  for flag in flags:
-    if not isinstance(flag, (bool, np.bool_)):
-      raise TypeError(
-          "perturbed_leaves must hold static Python booleans (one per leaf); "
-          f"got {flag!r}.")
-  return tuple(bool(flag) for flag in flags)
-
-
-def check_leaf_filter(leaf_filter: LeafFilter) -> None:
-  if leaf_filter is not None and not callable(leaf_filter):
-    for flag in jax.tree.leaves(leaf_filter):
-      if not isinstance(flag, (bool, np.bool_)):
-        raise TypeError(
-            "perturbed_leaves must be None, a callable, or a pytree of "
-            f"Python booleans; found leaf {flag!r}.")
 
 
 def _global_norm(leaves) -> jax.Array:
@@ -177,7 +92,7 @@ def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
   expected = jax.tree.structure(grads)
   if jax.tree.structure(new_grads) != expected:
     try:
-      new_grads = _restrict_like(new_grads, grads)
+      new_grads = leaf_filters.restrict_like(new_grads, grads)
     except (ValueError, TypeError):
       pass
   if jax.tree.structure(new_grads) != expected:
@@ -202,52 +117,8 @@ def sharpness_aware_gradient(ascent_grads, params, rho, grad_fn, perturbable,
   """
   eps = perturbation(ascent_grads, params, rho, perturbable,
                      **perturbation_options)
-  return mean_over(axis_name, call_grad_fn(
+  return sharding.mean_over(axis_name, call_grad_fn(
       grad_fn, add_perturbation(params, eps), ascent_grads))
-
-
-def mean_over(axis_name, tree):
-  """Mean over the devices of a named axis (``shard_map``, ``pmap``).
-
-  Identity when ``axis_name`` is None: under ``jax.jit`` with sharded arrays
-  every reduction is already global.
-  """
-  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
-def shard_like(x: jax.Array, like) -> jax.Array:
-  """``x`` with the sharding of ``like``, an array of the same shape.
-
-  Keeps what is created leaf by leaf from the params (masks, Fisher sums,
-  random scores) sharded as the params are, e.g. over an FSDP axis: a
-  concrete ``like`` spread over several devices places ``x`` on them, a
-  traced one under explicit sharding (``jax.sharding.AxisType.Explicit``)
-  reshards ``x`` to its type. Otherwise ``x`` is returned unchanged: on one
-  device nothing is to be done, and under automatic sharding the compiler
-  propagates shardings itself.
-  """
-  if not isinstance(like, jax.Array):
-    return x
-  if not isinstance(like, jax.core.Tracer):
-    if len(like.sharding.device_set) > 1:
-      return jax.device_put(x, like.sharding)
-    return x
-  sharding = jax.typeof(like).sharding
-  if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
-    return jax.sharding.reshard(x, sharding)
-  return x
-
-
-def check_axis_options(axis_name, m_sharpness) -> None:
-  if axis_name is not None and not isinstance(axis_name, (str, tuple)):
-    raise TypeError(f"axis_name must be a str or tuple of str, got {axis_name!r}.")
-  if not isinstance(m_sharpness, bool):
-    raise TypeError(f"m_sharpness must be a bool, got {m_sharpness!r}.")
-  if m_sharpness and axis_name is None:
-    raise ValueError(
-        "m_sharpness=True needs axis_name: each device perturbs with its own "
-        "gradient inside shard_map/pmap, then the perturbed gradients are "
-        "averaged over axis_name.")
 
 
 def current_rho(rho, count):
@@ -255,37 +126,3 @@ def current_rho(rho, count):
   return rho(count) if callable(rho) else rho
 
 
-def require_params(params, name: str):
-  if params is None:
-    raise ValueError(
-        f"{name}.update() needs params: the perturbation is taken around the "
-        "current parameters. Call update(grads, state, params, grad_fn=...).")
-  return params
-
-
-def is_injected(value) -> bool:
-  """True for an array, e.g. a value set by ``optax.inject_hyperparams``.
-
-  Such values may be traced, so they are not checked at construction.
-  """
-  return isinstance(value, (jax.Array, np.ndarray))
-
-
-def check_rho(rho) -> None:
-  if callable(rho) or is_injected(rho):
-    return
-  if isinstance(rho, bool) or not isinstance(rho, (int, float)):
-    raise TypeError(f"rho must be a number or an Optax schedule, got {rho!r}.")
-  if not rho >= 0 or rho == float("inf"):
-    raise ValueError(f"rho must be finite and >= 0, got {rho}.")
-
-
-def check_adaptive_eta(adaptive_eta) -> None:
-  if is_injected(adaptive_eta):
-    return
-  if not isinstance(adaptive_eta, (int, float)) or not adaptive_eta >= 0:
-    raise ValueError(f"adaptive_eta must be a number >= 0, got {adaptive_eta!r}.")
-
-
-def is_static_zero(value) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0

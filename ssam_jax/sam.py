@@ -6,7 +6,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssam_jax import leaf_filters
 from ssam_jax import perturbation
+from ssam_jax import sharding
+from ssam_jax import validation
+
 
 PyTree = Any
 
@@ -30,7 +34,7 @@ def sam(
     *,
     adaptive: bool = False,
     adaptive_eta: float = 0.01,
-    perturbed_leaves: perturbation.LeafFilter = None,
+    perturbed_leaves: leaf_filters.LeafFilter = None,
     axis_name: Optional[Union[str, tuple]] = None,
     m_sharpness: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
@@ -97,10 +101,10 @@ def sam(
     Scale-Invariant Learning of Deep Neural Networks
     <https://arxiv.org/abs/2102.11600>`_, 2021
   """
-  perturbation.check_rho(rho)
-  perturbation.check_adaptive_eta(adaptive_eta)
-  perturbation.check_leaf_filter(perturbed_leaves)
-  perturbation.check_axis_options(axis_name, m_sharpness)
+  validation.check_rho(rho)
+  validation.check_adaptive_eta(adaptive_eta)
+  leaf_filters.check_leaf_filter(perturbed_leaves)
+  validation.check_axis_options(axis_name, m_sharpness)
   base_optimizer = optax.with_extra_args_support(base_optimizer)
 
   def init_fn(params):
@@ -108,13 +112,13 @@ def sam(
                     base_state=base_optimizer.init(params))
 
   def update_fn(updates, state, params=None, *, grad_fn=None, **extra_args):
-    params = perturbation.require_params(params, "sam")
-    grads = perturbation.mean_over(axis_name, updates)
-    if not perturbation.is_static_zero(rho):
+    params = validation.require_params(params, "sam")
+    grads = sharding.mean_over(axis_name, updates)
+    if not validation.is_static_zero(rho):
       grads = perturbation.sharpness_aware_gradient(
           updates if m_sharpness else grads, params,
           perturbation.current_rho(rho, state.count), grad_fn,
-          perturbation.resolve_leaf_filter(perturbed_leaves, params),
+          leaf_filters.resolve_leaf_filter(perturbed_leaves, params),
           axis_name=axis_name, adaptive=adaptive, adaptive_eta=adaptive_eta)
     updates, base_state = base_optimizer.update(
         grads, state.base_state, params, **extra_args)

@@ -7,9 +7,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssam_jax import leaf_filters
 from ssam_jax import masks
 from ssam_jax import patterns
 from ssam_jax import perturbation
+from ssam_jax import sharding
+from ssam_jax import validation
 
 PyTree = Any
 
@@ -34,7 +37,7 @@ class SSAMState(NamedTuple):
 
 
 def _check_sparsity(sparsity, pattern) -> None:
-  if perturbation.is_injected(sparsity):
+  if validation.is_injected(sparsity):
     return
   if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
     raise TypeError(f"sparsity must be a number in [0, 1], got {sparsity!r}.")
@@ -49,7 +52,7 @@ def _check_sparsity(sparsity, pattern) -> None:
 
 
 def _check_mask_update_every(mask_update_every) -> None:
-  if perturbation.is_injected(mask_update_every):
+  if validation.is_injected(mask_update_every):
     return
   if isinstance(mask_update_every, bool) or not isinstance(mask_update_every, int):
     raise TypeError(
@@ -64,13 +67,13 @@ def _selector(pattern, perturbable: tuple, params: PyTree, scores: PyTree,
   """Applies ``pattern`` to the perturbable leaves; the others stay False.
 
   Each mask leaf is sharded like its parameter (see
-  :func:`ssam_jax.perturbation.shard_like`), whatever the pattern did.
+  :func:`ssam_jax.sharding.shard_like`), whatever the pattern did.
   """
   leaves, treedef = jax.tree.flatten(scores)
   chosen = iter(pattern.select(
       [s for s, use in zip(leaves, perturbable) if use], density))
   return jax.tree.unflatten(treedef, [
-      perturbation.shard_like(
+      sharding.shard_like(
           next(chosen) if use else jnp.zeros(jnp.shape(s), bool), p)
       for s, p, use in zip(leaves, jax.tree.leaves(params), perturbable)
   ])
@@ -87,7 +90,7 @@ def ssam(
     normalize: str = "full",
     adaptive: bool = False,
     adaptive_eta: float = 0.01,
-    perturbed_leaves: perturbation.LeafFilter = None,
+    perturbed_leaves: leaf_filters.LeafFilter = None,
     axis_name: Optional[Union[str, tuple]] = None,
     m_sharpness: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
@@ -179,25 +182,25 @@ def ssam(
         "mask must be a MaskStrategy such as ssam_jax.fisher_mask(), "
         f"ssam_jax.dynamic_mask(...) or ssam_jax.random_mask(); got {mask!r}.")
   pattern = patterns.resolve_pattern(pattern)
-  perturbation.check_rho(rho)
+  validation.check_rho(rho)
   _check_sparsity(sparsity, pattern)
   _check_mask_update_every(mask_update_every)
-  perturbation.check_adaptive_eta(adaptive_eta)
-  perturbation.check_leaf_filter(perturbed_leaves)
-  perturbation.check_axis_options(axis_name, m_sharpness)
+  validation.check_adaptive_eta(adaptive_eta)
+  leaf_filters.check_leaf_filter(perturbed_leaves)
+  validation.check_axis_options(axis_name, m_sharpness)
   if normalize not in perturbation.NORMALIZATIONS:
     raise ValueError(
         f"normalize must be one of {perturbation.NORMALIZATIONS}, got {normalize!r}.")
   base_optimizer = optax.with_extra_args_support(base_optimizer)
   density = 1 - sparsity
-  never_perturbs = perturbation.is_static_zero(density)
+  never_perturbs = validation.is_static_zero(density)
   # A static sparsity of 0 perturbs everything: applying the all-True mask
   # would only cost a select (and change XLA's fusion, so results would no
   # longer match sam() bit for bit).
-  always_dense = perturbation.is_static_zero(sparsity)
+  always_dense = validation.is_static_zero(sparsity)
 
   def init_fn(params):
-    perturbable = perturbation.resolve_leaf_filter(perturbed_leaves, params)
+    perturbable = leaf_filters.resolve_leaf_filter(perturbed_leaves, params)
     select = functools.partial(_selector, pattern, perturbable, params,
                                density=density)
     initial_mask, mask_state = mask.init(params, select)
@@ -218,15 +221,15 @@ def ssam(
 
   def update_fn(updates, state, params=None, *, grad_fn=None, fisher_fn=None,
                 **extra_args):
-    params = perturbation.require_params(params, "ssam")
-    perturbable = perturbation.resolve_leaf_filter(perturbed_leaves, params)
-    grads = perturbation.mean_over(axis_name, updates)
+    params = validation.require_params(params, "ssam")
+    perturbable = leaf_filters.resolve_leaf_filter(perturbed_leaves, params)
+    grads = sharding.mean_over(axis_name, updates)
     if fisher_fn is not None and axis_name is not None:
       local_fisher_fn = fisher_fn
-      fisher_fn = lambda p: perturbation.mean_over(axis_name, local_fisher_fn(p))
+      fisher_fn = lambda p: sharding.mean_over(axis_name, local_fisher_fn(p))
     new_mask, mask_state = refreshed_mask(state, grads, params, fisher_fn,
                                           perturbable)
-    if not (never_perturbs or perturbation.is_static_zero(rho)):
+    if not (never_perturbs or validation.is_static_zero(rho)):
       grads = perturbation.sharpness_aware_gradient(
           updates if m_sharpness else grads, params,
           perturbation.current_rho(rho, state.count), grad_fn, perturbable,

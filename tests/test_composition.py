@@ -5,13 +5,12 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 from flax import nnx
 
 import ssam_jax
-from small_mlp import (example_loss, flat, init_params, logits, loss,
+from small_mlp import (example_loss, flat, init_params, loss,
                        synthetic_batch)
 
 STRATEGIES = {
