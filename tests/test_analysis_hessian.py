@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssam_jax.analysis import hessian
-from tests import small_mlp
+import small_mlp
 
 PARAMS = small_mlp.init_params(0)
 BATCH = small_mlp.synthetic_batch(1, size=32)

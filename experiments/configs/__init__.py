@@ -1,0 +1,1 @@
+"""ml_collections configs, one module per dataset; each exposes ``get_config()``."""

@@ -1,0 +1,54 @@
+"""Defaults shared by all dataset configs: the CIFAR recipe of the paper (Sec. 5.1)."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """Returns the CIFAR-10 / ResNet-18 / SSAM-F recipe; dataset configs override it."""
+  config = ml_collections.ConfigDict()
+
+  # Data.
+  config.dataset = "cifar10"
+  # tfds data_dir; None = the tfds default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  config.data_dir = config_dict.placeholder(str)
+  # Use only the first N examples of a split (0 = all). Real data, for smoke runs/tests.
+  config.train_subset = 0
+  config.test_subset = 0
+  # Fraction of training labels replaced by a uniformly random class (may equal the
+  # true class), chosen deterministically from `seed`.
+  config.label_noise = 0.0
+  config.shuffle_buffer = 50_000
+  config.augment = ml_collections.ConfigDict()
+  config.augment.crop_padding = 4       # random crop after zero padding; 0 disables
+  config.augment.random_flip = True     # horizontal flip with probability 1/2
+  config.augment.cutout_size = 16       # side of the Cutout square; 0 disables
+
+  # Model.
+  config.model = "resnet18"
+  config.model_width = 0  # only used by the small CNN (0 = its default)
+
+  # Optimisation (paper Sec. 5.1).
+  config.optimizer = "ssam-f"  # sgd | sam | ssam-f | ssam-d | random
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 200
+  config.learning_rate = 0.05  # peak of the cosine schedule
+  config.momentum = 0.9
+  config.weight_decay_sgd = 5e-4  # used when optimizer == "sgd"
+  config.weight_decay_sam = 1e-3  # used by sam / ssam-* / random
+  config.rho = 0.1
+  # Sparse SAM. The paper does not state T_m or N_F; its code sweeps
+  # update_freq in {1, 5} epochs and num_samples in {128, 1024}.
+  config.sparsity = 0.5
+  config.mask_update_every = 390  # steps (= one CIFAR epoch at batch 128)
+  config.num_fisher_samples = 128  # N_F, taken from the current batch (<= batch_size)
+  config.drop_rate = 0.5  # SSAM-D drop ratio alpha, cosine-decayed over training
+  config.pattern = "unstructured"  # unstructured | tensorwise | N:M such as "2:4"
+
+  # Run.
+  config.seed = 0
+  config.checkpoint_every_steps = 0  # extra mid-epoch checkpoints; 0 = per epoch only
+  config.max_checkpoints_to_keep = 2
+  config.log_every_steps = 20  # progress bar refresh (forces a device sync)
+  return config

@@ -1,0 +1,58 @@
+"""Builds the optimizer named in the config: sgd, sam, ssam-f, ssam-d, random.
+
+All share the paper's base optimizer, SGD with momentum 0.9 on a cosine
+schedule with weight decay added to the gradient (PyTorch's ``weight_decay``):
+``chain(add_decayed_weights(wd), sgd(schedule, momentum))``. SAM-family
+optimizers use ``config.weight_decay_sam`` (1e-3 on CIFAR), SGD
+``config.weight_decay_sgd`` (5e-4).
+"""
+
+import optax
+
+import ssam_jax
+
+OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
+
+
+def uses_fisher(config) -> bool:
+  """Whether the train step must pass ``fisher_fn`` (SSAM-F only)."""
+  return config.optimizer == "ssam-f"
+
+
+def weight_decay(config) -> float:
+  return (config.weight_decay_sgd if config.optimizer == "sgd"
+          else config.weight_decay_sam)
+
+
+def create_optimizer(config,
+                     total_steps: int) -> optax.GradientTransformationExtraArgs:
+  """Returns an optimizer whose ``update`` accepts ``grad_fn``/``fisher_fn``.
+
+  Args:
+    config: the experiment config (see ``configs/common.py``).
+    total_steps: length of the cosine schedule and of SSAM-D's drop decay.
+  """
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}; "
+                     f"expected one of {OPTIMIZERS}.")
+  schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
+  base = optax.chain(optax.add_decayed_weights(weight_decay(config)),
+                     optax.sgd(schedule, momentum=config.momentum))
+  if config.optimizer == "sgd":
+    return optax.with_extra_args_support(base)  # ignores grad_fn
+  if config.optimizer == "sam":
+    return ssam_jax.sam(base, rho=config.rho)
+  return ssam_jax.ssam(base, rho=config.rho, sparsity=config.sparsity,
+                       mask=_mask_strategy(config, total_steps),
+                       mask_update_every=config.mask_update_every,
+                       pattern=config.pattern)
+
+
+def _mask_strategy(config, total_steps: int) -> ssam_jax.MaskStrategy:
+  if config.optimizer == "ssam-f":
+    # The train step always passes fisher_fn, so no running sums are needed.
+    return ssam_jax.fisher_mask(accumulate=False, seed=config.seed)
+  if config.optimizer == "ssam-d":
+    return ssam_jax.dynamic_mask(drop_rate=config.drop_rate,
+                                 total_steps=total_steps, seed=config.seed)
+  return ssam_jax.random_mask(seed=config.seed)  # fixed random-mask control

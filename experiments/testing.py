@@ -1,0 +1,52 @@
+"""Helpers shared by ``tests/test_experiments_*.py``: a tiny real-data config."""
+
+import os
+
+import pytest
+
+from experiments import input_pipeline
+from experiments.configs import fashion_mnist_small
+
+FASHION_MNIST_CONFIG_FILE = os.path.join(os.path.dirname(__file__), "configs",
+                                         "fashion_mnist_small.py")
+
+# Real Fashion-MNIST, cut down so that a run takes seconds on a 2-core CPU.
+TINY_OVERRIDES = {
+    "train_subset": 512,
+    "test_subset": 500,
+    "batch_size": 64,  # 8 steps per epoch
+    "eval_batch_size": 250,
+    "num_epochs": 3,
+    "learning_rate": 0.2,  # 24 steps in all: a high rate shows progress
+    "model_width": 8,
+    "mask_update_every": 4,
+    "num_fisher_samples": 16,
+    "log_every_steps": 4,
+    "checkpoint_every_steps": 0,
+}
+
+
+def _fashion_mnist_available() -> bool:
+  directory = os.environ.get("FASHION_MNIST_DIR",
+                             input_pipeline.DEBIAN_FASHION_MNIST_DIR)
+  return os.path.exists(os.path.join(directory, "t10k-labels-idx1-ubyte.gz"))
+
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not _fashion_mnist_available(),
+    reason="needs the real Fashion-MNIST IDX files: "
+    "apt-get install dataset-fashion-mnist")
+
+
+def tiny_config(**overrides):
+  """The Fashion-MNIST CPU config with TINY_OVERRIDES, then ``overrides``."""
+  config = fashion_mnist_small.get_config()
+  config.update({**TINY_OVERRIDES, **overrides})
+  return config
+
+
+def tiny_config_flags(**overrides) -> list[str]:
+  """The same config as command-line flags for ``experiments.main``."""
+  values = {**TINY_OVERRIDES, **overrides}
+  return [f"--config={FASHION_MNIST_CONFIG_FILE}"] + [
+      f"--config.{name}={value}" for name, value in values.items()]

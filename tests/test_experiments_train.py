@@ -1,0 +1,111 @@
+"""Training: configs, optimizer wiring, BN handling, short real runs."""
+
+import functools
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from experiments import models
+from experiments import optimizers
+from experiments import testing
+from experiments import train
+from experiments.configs import cifar10
+from experiments.configs import cifar100
+from experiments.configs import fashion_mnist
+from experiments.configs import fashion_mnist_small
+from experiments.configs import imagenet2012
+
+
+def test_configs_follow_the_paper():
+  c10, c100, imnet = (m.get_config() for m in (cifar10, cifar100, imagenet2012))
+  assert (c10.batch_size, c10.learning_rate, c10.momentum, c10.num_epochs,
+          c10.rho, c10.weight_decay_sgd, c10.weight_decay_sam) == (
+              128, 0.05, 0.9, 200, 0.1, 5e-4, 1e-3)
+  assert c10.augment.crop_padding == 4 and c10.augment.cutout_size == 16
+  assert c100.rho == 0.2 and c100.dataset == "cifar100"
+  assert (imnet.batch_size, imnet.learning_rate, imnet.weight_decay_sam,
+          imnet.rho, imnet.model) == (256, 0.1, 1e-4, 0.07, "resnet50")
+  for module in (fashion_mnist, fashion_mnist_small):
+    config = module.get_config()
+    assert config.dataset == "fashion_mnist" and config.model == "small_cnn"
+
+
+def test_weight_decay_depends_on_the_optimizer():
+  config = cifar10.get_config()
+  config.optimizer = "sgd"
+  assert optimizers.weight_decay(config) == 5e-4
+  config.optimizer = "ssam-d"
+  assert optimizers.weight_decay(config) == 1e-3
+
+
+def _synthetic_setup(**overrides):
+  config = testing.tiny_config(**overrides)
+  model = models.create_model("small_cnn", 10, width=4)
+  optimizer = optimizers.create_optimizer(config, total_steps=10)
+  state = train.create_train_state(0, model, optimizer, (28, 28, 1))
+  key_images, key_labels = jax.random.split(jax.random.PRNGKey(3))
+  synthetic_batch = {
+      "image": jax.random.normal(key_images, (16, 28, 28, 1)),
+      "label": jax.random.randint(key_labels, (16,), 0, 10)}
+  step = jax.jit(functools.partial(
+      train.train_step, model=model, optimizer=optimizer,
+      num_fisher_samples=8 if optimizers.uses_fisher(config) else 0))
+  return model, state, synthetic_batch, step
+
+
+def _batch_stats_after_forward(model, state, params, batch):
+  _, mutated = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats"]))(
+          {"params": params, "batch_stats": state.batch_stats}, batch["image"])
+  return mutated["batch_stats"]
+
+
+def test_batch_stats_come_from_the_unperturbed_pass_only():
+  rho = 0.5
+  model, state, batch, step = _synthetic_setup(optimizer="sam", rho=rho)
+  new_stats = step(state, batch)[0].batch_stats
+
+  def loss(params):
+    return train.cross_entropy(model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+        train=True, mutable=["batch_stats"])[0], batch["label"]).mean()
+
+  grads = jax.jit(jax.grad(loss))(state.params)
+  scale = rho / optax.tree.norm(grads)
+  perturbed = jax.tree.map(lambda p, g: p + scale * g, state.params, grads)
+  unperturbed_stats = _batch_stats_after_forward(model, state, state.params,
+                                                 batch)
+  perturbed_stats = _batch_stats_after_forward(model, state, perturbed, batch)
+  close = lambda a, b: all(jax.tree.leaves(jax.tree.map(
+      functools.partial(np.allclose, rtol=1e-5, atol=0), a, b)))
+  assert close(new_stats, unperturbed_stats)
+  assert not close(new_stats, perturbed_stats)
+
+
+def test_two_four_pattern_reaches_the_mask():
+  _, state, batch, step = _synthetic_setup(optimizer="random", pattern="2:4",
+                                           sparsity=0.5)
+  state, metrics = step(state, batch)
+  assert np.isfinite(metrics["loss"])
+  kernel = optax.tree.get(state.opt_state, "mask")["Dense_0"]["kernel"]
+  groups = np.moveaxis(np.asarray(kernel), -2, -1).reshape(-1, 4)  # (in, out)
+  np.testing.assert_array_equal(groups.sum(axis=1), 2)
+
+
+@testing.requires_fashion_mnist
+@pytest.mark.parametrize("optimizer", optimizers.OPTIMIZERS)
+def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
+  config = testing.tiny_config(optimizer=optimizer)
+  final = train.train_and_evaluate(config, str(tmp_path))
+  with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  assert records[-1]["train_loss"] < records[0]["train_loss"]
+  assert final["test_loss"] < np.log(10)  # better than chance
+  assert final["test_accuracy"] > 0.2  # chance is 0.1
+  if optimizer not in ("sgd", "sam"):
+    assert records[-1]["mask_density"] == pytest.approx(0.5, abs=0.01)
