@@ -241,6 +241,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = True) -> dict:
   Returns the last epoch's metrics (plus ``wall_seconds``).
   """
   os.makedirs(workdir, exist_ok=True)
+  # Lets analyses (experiments.analysis) rebuild the model from the workdir.
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=1))
   trainer = Trainer(config, workdir)
   state = trainer.restore_or_init(resume)
   writer = reporting.MetricWriter(workdir, resumed_step=int(state.step))

@@ -5,8 +5,8 @@ A figure that needs a trained model works on a :class:`TrainedModel`: a name
 training loss on a fixed batch; BatchNorm statistics and the batch are closed
 over) and the ``params`` pytree. Two sources produce them:
 
-* :func:`load_checkpoint` -- a stub for the training program's orbax
-  checkpoints (``experiments/checkpointing.py``), to be connected by its owner;
+* :func:`load_checkpoint` -- the latest orbax checkpoint of a run of the
+  training program (``experiments.main``), from its workdir;
 * :func:`demo_models` -- a tiny MLP trained here on synthetic data with SGD,
   SAM and SSAM-F, so that every command runs end to end (``--demo``). Its
   outputs are labelled ``synthetic``.
@@ -57,29 +57,53 @@ class TrainedModel:
   dataset: str
 
 
-def load_checkpoint(checkpoint_dir: str, name: str) -> TrainedModel:
-  """Loads a training-program checkpoint as a :class:`TrainedModel` (stub).
+def load_checkpoint(checkpoint_dir: str, name: str,
+                    num_examples: int = 1024) -> TrainedModel:
+  """Loads the latest checkpoint of a training-program run.
 
-  To be connected to ``experiments.checkpointing.Checkpointer`` by the
-  training program's owner: restore the latest ``TrainState`` of the run in
-  ``checkpoint_dir`` (its config gives the model and dataset), take a fixed
-  batch of training examples (Fig. 4 of the paper uses the training loss),
-  and return ``TrainedModel(name, loss_fn, state.params, config.dataset)``
-  with ``loss_fn = lambda p: cross_entropy(model.apply({"params": p,
-  "batch_stats": state.batch_stats}, batch["image"], train=False),
-  batch["label"]).mean()``.
+  The run's ``config.json`` gives the model and dataset. The loss is the
+  training loss (as Fig. 4 of the paper) on the first ``num_examples``
+  training examples, without augmentation, with BatchNorm in eval mode (the
+  run's running statistics), so that it is a deterministic function of the
+  parameters.
 
   Args:
     checkpoint_dir: a run's workdir (``--workdir`` of ``experiments.main``).
     name: the label to give the model.
+    num_examples: size of the fixed batch the loss is evaluated on.
 
-  Raises:
-    NotImplementedError: always, until connected.
+  Returns:
+    A :class:`TrainedModel`.
   """
-  raise NotImplementedError(
-      f"Loading {checkpoint_dir!r} ({name}) is not connected yet: implement "
-      "experiments.analysis.common.load_checkpoint for the training program's "
-      "checkpoints, or run the command with --demo.")
+  # The training program needs TensorFlow; the demo does not.
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from experiments import checkpointing, input_pipeline, models  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(checkpoint_dir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  checkpointer = checkpointing.Checkpointer(os.path.join(checkpoint_dir, "checkpoints"))
+  latest = checkpointer.latest_step()
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir}/checkpoints.")
+  state = checkpointer.read_state(latest)
+  checkpointer.close()
+  info = input_pipeline.DATASETS[config.dataset]
+  model = models.create_model(config.model, info.num_classes, config.model_width)
+  batch_config = ml_collections.ConfigDict(config.to_dict())
+  batch_config.eval_batch_size = num_examples
+  batch_config.train_subset = num_examples
+  batch = next(input_pipeline.eval_batches(
+      input_pipeline.load_split(batch_config, "train"), batch_config))
+  images, labels = jnp.asarray(batch["image"]), jnp.asarray(batch["label"])
+  batch_stats = jax.tree.map(jnp.asarray, state["batch_stats"])
+
+  def loss_fn(params):
+    logits = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                         train=False)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  return TrainedModel(name, loss_fn, jax.tree.map(jnp.asarray, state["params"]),
+                      config.dataset)
 
 
 # ---------------------------------------------------------------- the demo --
