@@ -64,6 +64,7 @@ def bench_model(name, batch_size, repetitions, spec_filter):
         "state_bytes_per_param": runner.state_bytes / bench.num_params,
         "state_bytes_per_param_above_sgd": (runner.state_bytes - sgd.state_bytes)
                                            / bench.num_params,
+        "perturbed_tensors": runner.perturbed_leaf_names,
     })
   by_name = {row["optimizer"]: row for row in rows}
   for mask in ("F", "D"):
@@ -90,6 +91,9 @@ def markdown(result) -> str:
         f"{r['ratio_to_sgd']:.2f} | {r['flops_ratio_to_sgd']:.2f} | "
         f"{r['paper_flops_ratio'] or '':} | {r['temp_bytes'] / 2**20:.0f} | "
         f"{r['state_bytes_per_param_above_sgd']:.2f} |")
+  for r in result["rows"]:
+    if r["perturbed_tensors"]:
+      lines.append(f"\n{r['optimizer']} perturbs: {', '.join(r['perturbed_tensors'])}")
   return "\n".join(lines)
 
 
@@ -100,10 +104,19 @@ def main(argv=None):
   parser.add_argument("--batch", type=int, default=0, help="0: the model's default")
   parser.add_argument("--repetitions", type=int, default=10)
   parser.add_argument("--only", default="", help="comma-separated substrings of row names")
+  parser.add_argument("--exclude", default="", help="comma-separated substrings of row names")
   parser.add_argument("--out", default="benchmarks/results/cpu.json")
+  parser.add_argument("--report", action="store_true",
+                      help="only print the tables of the results already in --out")
   args = parser.parse_args(argv)
+  if args.report:
+    for result in json.loads(pathlib.Path(args.out).read_text())["results"]:
+      print(markdown(result))
+    return
   keep = [s for s in args.only.split(",") if s]
-  spec_filter = lambda n: n == "sgd" or not keep or any(k in n for k in keep)
+  drop = [s for s in args.exclude.split(",") if s]
+  spec_filter = lambda n: n == "sgd" or ((not keep or any(k in n for k in keep))
+                                          and not any(d in n for d in drop))
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   report = {"device": str(jax.devices()[0].device_kind), "platform": platform.platform(),

@@ -156,16 +156,10 @@ def ssam(
     perturbed_leaves: which leaves may be perturbed (see :func:`sam`);
       ``d`` counts only these. With ``optax.inject_hyperparams``, name it in
       ``static_args`` (it would otherwise be taken for a schedule).
-    axis_name: inside ``shard_map`` or ``pmap``, the name of the data axis.
-      ``update`` then takes local gradients and averages over that axis the
-      gradient at ``w`` (so ``eps``, the mask and ``||g||`` are global), the
-      gradient at ``w + eps`` and the Fisher. Leave it None under ``jax.jit``
-      with sharded arrays, where reductions are already global.
-    m_sharpness: with ``axis_name``, perturb each device's parameters with its
-      own local gradient and average the perturbed gradients (m-sharpness of
-      Foret et al., Sec. 4.1, with m the per-device batch). Often generalises
-      better than a global perturbation at large batch sizes; it changes the
-      algorithm, so results depend on the number of devices.
+    axis_name: the data axis inside ``shard_map``/``pmap`` (see :func:`sam`);
+      the Fisher is averaged over it too.
+    m_sharpness: per-device perturbations (see :func:`sam`); the mask stays
+      global.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
