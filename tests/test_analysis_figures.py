@@ -15,6 +15,8 @@ from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
 from experiments.analysis import training_curves
+from experiments import testing
+from experiments import train
 
 DEMO = ["--demo", "--demo-epochs", "2"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -129,6 +131,18 @@ def test_module_entry_point(tmp_path, runs):
   assert os.path.exists(tmp_path / "cli" / "fig2_training_curves.png")
 
 
-def test_checkpoint_loader_is_a_stub_until_connected(tmp_path):
-  with pytest.raises(NotImplementedError, match="--demo"):
-    landscape.main(["--checkpoint", f"sam={tmp_path}", "--out", str(tmp_path)])
+@testing.requires_fashion_mnist
+def test_figure_commands_read_training_program_checkpoints(tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(testing.tiny_config(optimizer="sam", num_epochs=1), workdir)
+  model = common.load_checkpoint(workdir, "sam", num_examples=64)
+  assert model.name == "sam" and model.dataset == "fashion_mnist"
+  assert np.isfinite(float(model.loss_fn(model.params)))
+  png, data = landscape.main(["--checkpoint", f"sam={workdir}", "--num-points", "3",
+                              "--out", str(tmp_path / "figures")])
+  assert os.path.getsize(png) > 0 and os.path.getsize(data) > 0
+
+
+def test_loading_a_directory_without_a_run_says_so(tmp_path):
+  with pytest.raises(FileNotFoundError):
+    common.load_checkpoint(str(tmp_path), "sam")
