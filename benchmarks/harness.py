@@ -7,10 +7,8 @@ the dataset's shape: step time does not depend on their values.
 """
 
 import dataclasses
-import functools
 import time
-from collections.abc import Callable
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +62,7 @@ def standard_specs() -> list[OptimizerSpec]:
   for sparsity in (0.5, 0.9):
     specs.append(OptimizerSpec(f"ssam-F tensorwise s={sparsity} fast path", "ssam", "fisher",
                                "tensorwise", sparsity, fast_path=True))
+  specs.append(OptimizerSpec("ssam-F s=1 (no perturbation)", "ssam", "fisher", sparsity=1.0))
   return specs
 
 
@@ -91,10 +90,16 @@ class ModelBench:
                               example["image"][None], train=False)
     return optax.softmax_cross_entropy_with_integer_labels(logits, example["label"][None])[0]
 
-  def make_step(self, spec: OptimizerSpec, opt, active: Optional[tuple] = None):
-    """The jitted train step of ``spec``; ``active`` selects the fast path."""
+  def make_step(self, spec: OptimizerSpec, opt, active: Optional[tuple] = None,
+                trace_counter: Optional[list] = None):
+    """The jitted train step of ``spec``; ``active`` selects the fast path.
+
+    Each trace appends to ``trace_counter``, so retracing can be asserted.
+    """
 
     def step(params, opt_state, batch_stats, images, labels):
+      if trace_counter is not None:
+        trace_counter.append(active)
       loss_of_params = lambda p: self.loss(p, batch_stats, images, labels)
       if active is None:
         (loss, new_stats), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params)
@@ -144,12 +149,17 @@ class RunningStep:
     params, state, stats = bench.fresh_inputs(self.opt)
     self.state_bytes = state_bytes(state)
     self.args = [params, state, stats]
-    self.step = bench.make_step(spec, self.opt)
+    self.traces = []
+    self.step = bench.make_step(spec, self.opt, trace_counter=self.traces)
     self.call()  # step 0 compiles and refreshes the mask
     self.active = None
+    self.perturbed_leaf_names = []
     if spec.fast_path:
       self.active = ssam_jax.perturbed_tensors(self.args[1])
-      self.step = bench.make_step(spec, self.opt, self.active)
+      paths = [jax.tree_util.keystr(path, simple=True, separator="/")
+               for path, _ in jax.tree_util.tree_flatten_with_path(bench.params)[0]]
+      self.perturbed_leaf_names = [p for p, a in zip(paths, self.active) if a]
+      self.step = bench.make_step(spec, self.opt, self.active, trace_counter=self.traces)
     self.call()
     self.costs = self._costs_without_refresh_branch()
 
@@ -178,11 +188,19 @@ class RunningStep:
 
 
 def interleaved_times(runners: dict[str, RunningStep], repetitions: int) -> dict[str, list]:
-  """Times each runner once per round, rounds repeated, so drift hits all alike."""
+  """Times each runner once per round, rounds repeated, so drift hits all alike.
+
+  Raises if any step was traced again while being timed: one trace for the
+  general step, one more for the fast path's specialised step.
+  """
   times = {name: [] for name in runners}
   for _ in range(repetitions):
     for name, runner in runners.items():
       times[name].append(runner.call())
+  for name, runner in runners.items():
+    expected = 2 if runner.spec.fast_path else 1
+    if len(runner.traces) != expected:
+      raise AssertionError(f"{name}: traced {len(runner.traces)} times, expected {expected}.")
   return times
 
 

@@ -3,7 +3,7 @@
 Selecting the k largest scores across all parameters of a network is the core
 of every mask refresh. ``jax.lax.top_k`` would need the scores concatenated
 into one vector and is slow on large inputs, so instead we find the k-th
-largest score by bisection on its bit pattern: 32 passes that each only
+largest score by bisection on its bit pattern: at most 32 passes that each only
 compare and count, leaf by leaf. Ties at the threshold are broken by position
 (earlier leaves in tree order first, then row-major order within a leaf), so
 the result holds exactly k ones and is deterministic.
@@ -41,19 +41,29 @@ def _count_at_least(keys: Sequence[jax.Array], threshold: jax.Array):
 
 
 def _kth_largest_key(keys: Sequence[jax.Array], k: jax.Array) -> jax.Array:
-  """Largest t with at least k keys >= t, by bisection over [0, 2**32)."""
+  """Largest t with at least k keys >= t, by bisection over [0, 2**32).
 
-  def halve(_, bounds):
-    low, high = bounds
+  Stops early at a t with exactly k keys >= t: ``key >= t`` is then the
+  answer already, and with distinct scores that happens several halvings
+  before the interval closes.
+  """
+
+  def unresolved(state):
+    low, high, exact = state
+    return (low < high) & ~exact
+
+  def halve(state):
+    low, high, _ = state
     # Upper midpoint, written so that high - low + 1 cannot overflow uint32.
     width = high - low
     middle = low + width // 2 + width % 2
-    enough = _count_at_least(keys, middle) >= k
+    count = _count_at_least(keys, middle)
+    enough = count >= k
     return (jnp.where(enough, middle, low),
-            jnp.where(enough, high, middle - 1))
+            jnp.where(enough, high, middle - 1), count == k)
 
-  bounds = (jnp.uint32(0), jnp.uint32(2**_KEY_BITS - 1))
-  low, _ = jax.lax.fori_loop(0, _KEY_BITS, halve, bounds)
+  state = (jnp.uint32(0), jnp.uint32(2**_KEY_BITS - 1), jnp.bool_(False))
+  low, _, _ = jax.lax.while_loop(unresolved, halve, state)
   return low
 
 
@@ -137,7 +147,7 @@ def topk_mask(scores, k):
   are broken by position: leaves earlier in ``jax.tree.leaves`` order first,
   then row-major order within a leaf. NaN ranks below every other value
   except ``-inf``. Neither concatenates the leaves nor sorts them: the k-th
-  largest value is found by 32 counting passes over the leaves.
+  largest value is found by at most 32 counting passes over the leaves.
 
   >>> import jax.numpy as jnp
   >>> import ssam_jax
