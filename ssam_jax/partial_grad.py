@@ -8,6 +8,14 @@ on ``g`` of the perturbed tensors alone. Differentiating with respect to
 those tensors only lets JAX skip the weight gradients of all the others, and
 the backward pass below the lowest perturbed layer.
 
+Use it only with ``pattern="tensorwise"`` and ``normalize="masked"``: with
+other settings ``eps`` depends on the gradient of unperturbed entries, which
+this path replaces by zeros. For the same reason, do not combine it with
+``fisher_mask(accumulate=True)`` (the free accumulator would sum those zeros);
+pass ``fisher_fn`` with ``fisher_mask(accumulate=False)``, or use
+``dynamic_mask``/``random_mask``, whose refreshes run on the full-gradient
+steps.
+
 The set of perturbed tensors must be static (Python booleans) for that, so
 the training loop reads it from the optimizer state after each mask refresh
 with :func:`perturbed_tensors` and passes it as a static argument: ``jax.jit``
