@@ -34,7 +34,9 @@ class Checkpointer:
     if step in self._manager.all_steps():
       return
     # Plain nested dicts of arrays: independent of the optax state classes.
-    state_dict = flax.serialization.to_state_dict(jax.device_get(state))
+    # Global jax.Arrays, not host copies: with several processes orbax
+    # coordinates them and writes each replicated array once.
+    state_dict = flax.serialization.to_state_dict(state)
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state_dict),
         data_position=ocp.args.JsonSave(data_position)))
@@ -52,9 +54,12 @@ class Checkpointer:
   def read_state(self, step: int) -> dict:
     """Checkpoint ``step``'s state as nested dicts of numpy arrays, no target
     needed (for inspection and comparisons)."""
+    # On this process's first device, whatever mesh the checkpoint was saved
+    # from (a multi-device run read on one CPU, say).
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
-    return restored["state"]
+        state=ocp.args.StandardRestore(fallback_sharding=(
+            jax.sharding.SingleDeviceSharding(jax.local_devices()[0])))))
+    return jax.device_get(restored["state"])
 
   def close(self) -> None:
     self._manager.close()

@@ -258,11 +258,14 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-def train_batches(split: Split, config, epoch: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def train_batches(split: Split, config, epoch: int, start_step: int = 0,
+                  rows: Optional[slice] = None) -> Iterator[dict[str, np.ndarray]]:
   """Yields the augmented batches of ``epoch`` from step ``start_step`` on.
 
-  Batches are ``{'image': float32[B, H, W, C], 'label': int32[B]}``.
+  Batches are ``{'image': float32[B, H, W, C], 'label': int32[B]}``. With
+  ``rows`` (a process's share in data-parallel training) only those rows of
+  each batch are read, augmented and yielded, identical to the same rows of
+  the full batch.
   """
   info = DATASETS[config.dataset]
   augment = _augment_imagenet if info.imagenet_style else _augment_small_image
@@ -285,19 +288,36 @@ def train_batches(split: Split, config, epoch: int,
                             seed=_shuffle_seed(config.seed, epoch),
                             reshuffle_each_iteration=False)
   dataset = dataset.skip(start_step * config.batch_size)
+  # Whole batches only, so every process yields the same number of them.
+  steps = steps_per_epoch(split.num_examples, config.batch_size)
+  dataset = dataset.take((steps - start_step) * config.batch_size)
+  rows = rows or slice(0, config.batch_size)
+  if rows != slice(0, config.batch_size):
+    dataset = _rows_of_each_batch(dataset, config.batch_size, rows)
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  dataset = dataset.batch(config.batch_size, drop_remainder=True)
+  dataset = dataset.batch(rows.stop - rows.start, drop_remainder=True)
   return _deterministic(dataset.prefetch(2)).as_numpy_iterator()
+
+
+def _rows_of_each_batch(dataset: tf.data.Dataset, batch_size: int,
+                        rows: slice) -> tf.data.Dataset:
+  """Keeps positions ``rows`` of every consecutive ``batch_size`` elements."""
+  def in_rows(position, _):
+    row = position % batch_size
+    return (row >= rows.start) & (row < rows.stop)
+  return dataset.enumerate().filter(in_rows).map(lambda _, element: element)
 
 
 def _shuffle_seed(seed: int, epoch: int) -> int:
   return seed * 1_000_003 + epoch  # distinct per (seed, epoch) for sane values
 
 
-def eval_batches(split: Split, config) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(split: Split, config,
+                 rows: Optional[slice] = None) -> Iterator[dict[str, np.ndarray]]:
   """Yields full-size test batches; the last one is zero-padded.
 
-  Each batch has a boolean ``'mask'`` marking the real examples.
+  Each batch has a boolean ``'mask'`` marking the real examples. With ``rows``
+  only those rows of each padded batch are yielded.
   """
   info = DATASETS[config.dataset]
   dataset = split.dataset.map(
@@ -305,8 +325,10 @@ def eval_batches(split: Split, config) -> Iterator[dict[str, np.ndarray]]:
                   "label": tf.cast(ex["label"], tf.int32)},
       num_parallel_calls=tf.data.AUTOTUNE)
   dataset = _deterministic(dataset.batch(config.eval_batch_size).prefetch(2))
+  rows = rows or slice(None)
   for batch in dataset.as_numpy_iterator():
-    yield _pad_batch(batch, config.eval_batch_size)
+    yield {name: value[rows]
+           for name, value in _pad_batch(batch, config.eval_batch_size).items()}
 
 
 def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

@@ -45,7 +45,23 @@ def create_optimizer(config,
   return ssam_jax.ssam(base, rho=config.rho, sparsity=config.sparsity,
                        mask=_mask_strategy(config, total_steps),
                        mask_update_every=config.mask_update_every,
-                       pattern=config.pattern)
+                       pattern=config.pattern, normalize=config.normalize)
+
+
+def check_fast_path(config) -> None:
+  """Raises a ValueError unless ``config.fast_path`` computes the same update.
+
+  The partial first gradient leaves the unperturbed tensors' gradients at
+  zero, which only a tensorwise mask with masked normalisation never reads.
+  """
+  if not config.fast_path:
+    return
+  if config.optimizer not in ("ssam-f", "ssam-d", "random"):
+    raise ValueError(f"fast_path needs a sparse optimizer, got {config.optimizer!r}.")
+  if config.pattern != "tensorwise" or config.normalize != "masked":
+    raise ValueError("fast_path needs pattern='tensorwise' and normalize='masked'"
+                     f", got pattern={config.pattern!r}, "
+                     f"normalize={config.normalize!r}.")
 
 
 def _mask_strategy(config, total_steps: int) -> ssam_jax.MaskStrategy:

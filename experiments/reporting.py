@@ -4,12 +4,15 @@ import json
 import os
 import sys
 
+import jax
 import tensorboardX
 import tqdm
 
 
 def log(message: str) -> None:
-  """Prints a line without breaking an active tqdm bar; flushes for pipes."""
+  """Prints a line (process 0 only) without breaking an active tqdm bar."""
+  if jax.process_index() != 0:
+    return
   tqdm.tqdm.write(message, file=sys.stdout)
   sys.stdout.flush()
 
@@ -45,3 +48,13 @@ class MetricWriter:
 
   def close(self) -> None:
     self._tensorboard.close()
+
+
+class NullWriter:
+  """What processes other than 0 write metrics to: nothing."""
+
+  def write(self, step: int, metrics: dict) -> None:
+    del step, metrics
+
+  def close(self) -> None:
+    pass

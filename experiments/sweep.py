@@ -1,6 +1,6 @@
 r"""The Fashion-MNIST evidence sweep: every optimizer, 3 seeds, resumable.
 
-  python -m experiments.sweep run [--parallel 2] [--only sgd,sam]
+  python -m experiments.sweep run [--parallel 2] [--only sgd,sam] [--seed-major]
   python -m experiments.sweep table
 
 ``run`` trains each (setting, seed) of ``SETTINGS`` with the
@@ -42,6 +42,9 @@ SETTINGS = {
     "noise0.4 sam": {"optimizer": "sam", "label_noise": 0.4},
     "noise0.4 ssam-f s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5, "label_noise": 0.4},
     "noise0.4 ssam-d s=0.5": {"optimizer": "ssam-d", "sparsity": 0.5, "label_noise": 0.4},
+    # Issue 6: whole-tensor masks (what the partial-gradient fast path needs).
+    "ssam-f tensorwise s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5, "pattern": "tensorwise"},
+    "ssam-f tensorwise s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9, "pattern": "tensorwise"},
 }
 
 
@@ -95,8 +98,10 @@ def train(setting: str, seed: int) -> tuple[str, int, int]:
   return setting, seed, code
 
 
-def run(parallel: int, only: list[str]) -> None:
+def run(parallel: int, only: list[str], seed_major: bool = False) -> None:
   todo = [(s, seed) for s in SETTINGS if not only or s in only for seed in SEEDS]
+  if seed_major:  # Every setting gets seeds 0 and 1 before any gets seed 2.
+    todo.sort(key=lambda job: job[1] >= 2)
   done = recorded()
   for setting, seed in todo:  # Finished earlier but never recorded.
     if (setting, seed) not in done and is_finished(setting, seed):
@@ -132,9 +137,11 @@ def main(argv=None):
   parser.add_argument("action", choices=("run", "table"))
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated setting names")
+  parser.add_argument("--seed-major", action="store_true",
+                      help="run seeds 0-1 of every setting before any seed 2")
   args = parser.parse_args(argv)
   if args.action == "run":
-    run(args.parallel, [s for s in args.only.split(",") if s])
+    run(args.parallel, [s for s in args.only.split(",") if s], args.seed_major)
   print(table())
 
 

@@ -1,12 +1,15 @@
 """Helpers shared by ``tests/test_experiments_*.py``: a tiny real-data config."""
 
 import os
+import sys
 
 import pytest
 
+from experiments import checkpointing
 from experiments import input_pipeline
 from experiments.configs import fashion_mnist_small
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_CONFIG_FILE = os.path.join(os.path.dirname(__file__), "configs",
                                          "fashion_mnist_small.py")
 
@@ -50,3 +53,27 @@ def tiny_config_flags(**overrides) -> list[str]:
   values = {**TINY_OVERRIDES, **overrides}
   return [f"--config={FASHION_MNIST_CONFIG_FILE}"] + [
       f"--config.{name}={value}" for name, value in values.items()]
+
+
+def main_command(workdir, *extra_flags, **overrides) -> list[str]:
+  """``python -m experiments.main`` on the tiny config with ``overrides``."""
+  return [sys.executable, "-m", "experiments.main", f"--workdir={workdir}",
+          *tiny_config_flags(**overrides), *extra_flags]
+
+
+def main_env(compilation_cache: str) -> dict[str, str]:
+  """CPU-only environment for ``main_command``; runs sharing ``compilation_cache``
+  reuse each other's compiled steps (tests take a third of the time)."""
+  env = {**os.environ, "PYTHONPATH": REPO_ROOT, "JAX_PLATFORMS": "cpu",
+         "JAX_COMPILATION_CACHE_DIR": compilation_cache}
+  env.pop("XLA_FLAGS", None)  # device counts come from --cpu_devices only
+  return env
+
+
+def final_checkpoint(workdir):
+  """(latest step, its checkpointed state as nested dicts of arrays)."""
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = checkpointer.latest_step()
+  state = None if step is None else checkpointer.read_state(step)
+  checkpointer.close()
+  return step, state

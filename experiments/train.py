@@ -15,7 +15,7 @@ the running statistics are what the model uses at test time.
 import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax
 import jax
@@ -26,6 +26,7 @@ import tqdm
 
 import ssam_jax
 from experiments import checkpointing
+from experiments import distributed
 from experiments import input_pipeline
 from experiments import models
 from experiments import optimizers
@@ -67,8 +68,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: Batch, *, model, optimizer,
-               num_fisher_samples: int = 0) -> tuple[TrainState, dict]:
-  """One optimizer step; ``num_fisher_samples > 0`` passes SSAM-F's fisher_fn."""
+               num_fisher_samples: int = 0,
+               active: Optional[tuple[bool, ...]] = None) -> tuple[TrainState, dict]:
+  """One optimizer step; ``num_fisher_samples > 0`` passes SSAM-F's fisher_fn.
+
+  With ``active`` (the fast path: one static bool per params leaf), the first
+  gradient is taken for the active leaves only.
+  """
 
   def loss_and_new_stats(params):
     logits, mutated = model.apply(
@@ -85,8 +91,11 @@ def train_step(state: TrainState, batch: Batch, *, model, optimizer,
                          example["image"][None], train=False)
     return cross_entropy(logits, example["label"][None])[0]
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-      loss_and_new_stats, has_aux=True)(state.params)
+  value_and_grad = (
+      jax.value_and_grad(loss_and_new_stats, has_aux=True) if active is None
+      else ssam_jax.value_and_partial_grad(loss_and_new_stats, active,
+                                           has_aux=True))
+  (loss, (logits, batch_stats)), grads = value_and_grad(state.params)
   extra_args = {}
   if num_fisher_samples:
     extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
@@ -115,10 +124,12 @@ def eval_step(state: TrainState, batch: Batch, *, model) -> dict:
           "count": jnp.sum(mask)}
 
 
-def evaluate(jit_eval_step: Callable, state: TrainState, split, config) -> dict:
+def evaluate(jit_eval_step: Callable, state: TrainState, split, config,
+             data_parallel: distributed.DataParallel) -> dict:
   totals = None
-  for batch in input_pipeline.eval_batches(split, config):
-    sums = jit_eval_step(state, batch)
+  rows = distributed.process_rows(config.eval_batch_size)
+  for batch in input_pipeline.eval_batches(split, config, rows):
+    sums = jit_eval_step(state, data_parallel.global_batch(batch))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return _means(jax.device_get(totals))
 
@@ -136,7 +147,10 @@ def mask_density(opt_state) -> float:
 
 
 class Trainer:
-  """Wires data, model, optimizer, checkpoints and metrics for one workdir."""
+  """Wires data, model, optimizer, checkpoints and metrics for one workdir.
+
+  Data parallel over all devices of all processes (see ``distributed``).
+  """
 
   def __init__(self, config, workdir: str):
     self.config = config
@@ -148,6 +162,9 @@ class Trainer:
         self.train_split.num_examples, config.batch_size)
     if self.steps_per_epoch == 0:
       raise ValueError("batch_size is larger than the training set.")
+    self.data_parallel = distributed.DataParallel.over_all_devices()
+    self.data_parallel.check_divides("batch_size", config.batch_size)
+    self.data_parallel.check_divides("eval_batch_size", config.eval_batch_size)
     self.total_steps = self.steps_per_epoch * config.num_epochs
     self.model = models.create_model(config.model, self.info.num_classes,
                                      config.model_width)
@@ -157,10 +174,19 @@ class Trainer:
     if num_fisher_samples > config.batch_size:
       raise ValueError("num_fisher_samples must be <= batch_size: the Fisher "
                        "is computed on the first examples of the batch.")
+    optimizers.check_fast_path(config)
+    replicated = self.data_parallel.replicated
     self.train_step = jax.jit(functools.partial(
         train_step, model=self.model, optimizer=self.optimizer,
-        num_fisher_samples=num_fisher_samples), donate_argnums=0)
-    self.eval_step = jax.jit(functools.partial(eval_step, model=self.model))
+        num_fisher_samples=num_fisher_samples), donate_argnums=0,
+                              static_argnames="active", out_shardings=replicated)
+    self.eval_step = jax.jit(functools.partial(eval_step, model=self.model),
+                             out_shardings=replicated)
+    # Jitted so that the zeroed sums are global arrays like the rest.
+    self.start_new_epoch = jax.jit(
+        lambda state: state.replace(epoch_metrics=_zero_metric_sums()),
+        donate_argnums=0, out_shardings=replicated)
+    self._active = None  # fast path: perturbed tensors, None = not known yet
     self.checkpointer = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"), config.max_checkpoints_to_keep)
 
@@ -168,7 +194,7 @@ class Trainer:
     # Jitted: eager initialisation of the SSAM state (mask selection) is slow.
     return jax.jit(functools.partial(
         create_train_state, self.config.seed, self.model, self.optimizer,
-        self.info.image_shape))()
+        self.info.image_shape), out_shardings=self.data_parallel.replicated)()
 
   def restore_or_init(self, resume: bool) -> TrainState:
     state = self.initial_state()
@@ -199,13 +225,17 @@ class Trainer:
     """Runs the rest of ``epoch`` from the state's data position."""
     config = self.config
     start = self.data_position(int(state.step))["step_in_epoch"]
-    batches = input_pipeline.train_batches(self.train_split, config, epoch,
-                                           start)
+    batches = input_pipeline.train_batches(
+        self.train_split, config, epoch, start,
+        distributed.process_rows(config.batch_size))
     bar = tqdm.tqdm(total=self.steps_per_epoch, initial=start, leave=False,
-                    desc=f"epoch {epoch + 1}/{config.num_epochs}")
+                    desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                    disable=not distributed.is_main_process())
     last_time, last_step = time.perf_counter(), start
     for step_in_epoch, batch in enumerate(batches, start + 1):
-      state, metrics = self.train_step(state, batch)
+      global_step = epoch * self.steps_per_epoch + step_in_epoch
+      state, metrics = self._step(state, self.data_parallel.global_batch(batch),
+                                  global_step - 1)
       if step_in_epoch % config.log_every_steps == 0:
         metrics = jax.device_get(metrics)  # waits for the step to finish
         now = time.perf_counter()
@@ -215,17 +245,36 @@ class Trainer:
                         step_ms=f"{step_ms:.0f}")
         last_time, last_step = now, step_in_epoch
       bar.update(1)
-      global_step = epoch * self.steps_per_epoch + step_in_epoch
       if (config.checkpoint_every_steps and step_in_epoch < self.steps_per_epoch
           and global_step % config.checkpoint_every_steps == 0):
         self.save(state)
     bar.close()
     return state
 
+  def _step(self, state: TrainState, batch: Batch,
+            step: int) -> tuple[TrainState, dict]:
+    """One train step; on the fast path, full gradients only where needed.
+
+    The perturbed set is static for ``jit`` (one compilation per distinct
+    set), so it is read from the state after every full-gradient step: mask
+    refreshes, and the first step of a (resumed) run.
+    """
+    if not self.config.fast_path:
+      return self.train_step(state, batch)
+    # The optimizer refreshes the mask when its count (= ``step``, counted
+    # here on the host to keep steps asynchronous) is a multiple of this.
+    refresh = step % self.config.mask_update_every == 0
+    active = None if refresh else self._active
+    state, metrics = self.train_step(state, batch, active=active)
+    if active is None:
+      self._active = ssam_jax.perturbed_tensors(state.opt_state)
+    return state, metrics
+
   def end_of_epoch_metrics(self, state: TrainState, epoch: int,
                            epoch_seconds: float) -> dict:
     train = _means(jax.device_get(state.epoch_metrics))
-    test = evaluate(self.eval_step, state, self.test_split, self.config)
+    test = evaluate(self.eval_step, state, self.test_split, self.config,
+                    self.data_parallel)
     metrics = {"epoch": epoch + 1,
                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
@@ -241,16 +290,29 @@ def train_and_evaluate(config, workdir: str, resume: bool = True) -> dict:
   Returns the last epoch's metrics (plus ``wall_seconds``).
   """
   os.makedirs(workdir, exist_ok=True)
-  # Lets analyses (experiments.analysis) rebuild the model from the workdir.
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=1))
+  main_process = distributed.is_main_process()
+  if main_process:
+    # Lets analyses (experiments.analysis) rebuild the model from the workdir.
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=1))
   trainer = Trainer(config, workdir)
+  # The mesh in context lets the library see the data sharding while tracing
+  # (the empirical Fisher replicates its examples, see ssam_jax.fisher).
+  with jax.set_mesh(trainer.data_parallel.mesh):
+    return _train(trainer, config, workdir, resume, main_process)
+
+
+def _train(trainer: Trainer, config, workdir: str, resume: bool,
+           main_process: bool) -> dict:
   state = trainer.restore_or_init(resume)
-  writer = reporting.MetricWriter(workdir, resumed_step=int(state.step))
+  writer = (reporting.MetricWriter(workdir, resumed_step=int(state.step))
+            if main_process else reporting.NullWriter())
   reporting.log(f"Training {config.model} with {config.optimizer} on "
                 f"{config.dataset} ({trainer.train_split.num_examples} examples"
                 f" from {trainer.train_split.source}), "
-                f"{trainer.steps_per_epoch} steps/epoch.")
+                f"{trainer.steps_per_epoch} steps/epoch, data parallel over "
+                f"{jax.device_count()} device(s) in {jax.process_count()} "
+                "process(es).")
   start_time = time.perf_counter()
   metrics = {}
   first_epoch = int(state.step) // trainer.steps_per_epoch
@@ -262,10 +324,11 @@ def train_and_evaluate(config, workdir: str, resume: bool = True) -> dict:
     writer.write(int(state.step), metrics)
     reporting.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else
                            f"{k}={v}" for k, v in metrics.items()))
-    state = state.replace(epoch_metrics=_zero_metric_sums())
+    state = trainer.start_new_epoch(state)
     trainer.save(state)
   if not metrics:  # already finished: just report the final model
-    test = evaluate(trainer.eval_step, state, trainer.test_split, config)
+    test = evaluate(trainer.eval_step, state, trainer.test_split, config,
+                    trainer.data_parallel)
     metrics = {"epoch": config.num_epochs, "test_loss": test["loss"],
                "test_accuracy": test["accuracy"]}
   metrics["wall_seconds"] = time.perf_counter() - start_time

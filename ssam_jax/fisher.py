@@ -24,15 +24,24 @@ def _leading_size(batch: PyTree) -> int:
 
 
 def _replicated(x):
-  """Under explicit sharding, ``x`` gathered onto every device.
+  """``x`` gathered onto every device, whenever a mesh is known.
 
-  ``lax.scan`` cannot step along a sharded axis; elsewhere XLA chooses.
+  Explicit sharding: ``lax.scan`` cannot step along a sharded axis.
+  Automatic sharding under ``jax.set_mesh``: XLA partitions the vmapped
+  per-example gradient of a convolution wrongly when the example axis is
+  sharded (jax 0.10.2: errors of order one, no warning; see
+  docs/scaling.md), so the examples are replicated first. Without a mesh in
+  context nothing is known about the sharding here; callers sharding the
+  batch must then trace the step under ``jax.set_mesh``.
   """
   sharding = jax.typeof(x).sharding
   if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
     replicated = sharding.update(spec=jax.sharding.PartitionSpec())
     return jax.sharding.reshard(x, replicated)
-  return x
+  context = jax.sharding.get_abstract_mesh()
+  if context.empty or jax.sharding.AxisType.Manual in context.axis_types:
+    return x  # no mesh, or inside shard_map where x is already local
+  return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec())
 
 
 def _chunked_examples(batch, num_samples, chunk_size):
@@ -70,6 +79,11 @@ def empirical_fisher(
   Per-example gradients are formed ``chunk_size`` at a time (``jax.vmap``
   inside ``jax.lax.scan``), so memory grows with ``chunk_size`` times the
   number of parameters, not with ``num_samples``. The result is float32.
+
+  Sharded batches: trace the step under ``jax.set_mesh(mesh)`` (or use
+  explicit sharding). The ``N_F`` examples are then replicated before the
+  per-example gradients, which XLA otherwise gets wrong for convolutions
+  whose example axis is sharded (see docs/scaling.md).
 
   >>> import jax.numpy as jnp, ssam_jax
   >>> example_loss = lambda p, ex: (p['w'] * ex['x'] - ex['y']) ** 2

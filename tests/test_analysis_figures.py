@@ -91,7 +91,7 @@ def test_training_curves_group_over_seeds(tmp_path, runs):
   sam = groups["sam"]["test_accuracy"]
   assert sam["epoch"] == [1, 2] and sam["num_runs"] == 2
   np.testing.assert_allclose(sam["mean"], [0.5, 0.8])
-  np.testing.assert_allclose(sam["std"], [0.0, 0.1])
+  np.testing.assert_allclose(sam["std"], [0.0, 0.1 * np.sqrt(2)])  # ddof 1
 
 
 def test_accuracy_vs_sparsity_uses_the_last_epoch(tmp_path, runs):
@@ -101,7 +101,7 @@ def test_accuracy_vs_sparsity_uses_the_last_epoch(tmp_path, runs):
   points = data["sparse"]["ssam-f"]
   assert [p["sparsity"] for p in points] == [0.5, 0.9]
   assert points[0]["mean"] == pytest.approx(0.7)
-  assert points[0]["std"] == pytest.approx(0.1)
+  assert points[0]["std"] == pytest.approx(0.1 * np.sqrt(2))  # ddof 1
   assert points[1]["num_runs"] == 1
 
 

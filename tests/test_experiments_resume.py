@@ -4,15 +4,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import jax
 import numpy as np
 
-from experiments import checkpointing
 from experiments import testing
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 16 steps/epoch, 2 epochs; SSAM-D carries a PRNG key and a changing mask.
 RUN = dict(optimizer="ssam-d", num_epochs=2, train_subset=1024,
            checkpoint_every_steps=5, mask_update_every=3, label_noise=0.1)
@@ -20,27 +17,20 @@ TOTAL_STEPS = 32
 
 
 def _main_command(workdir):
-  return [sys.executable, "-m", "experiments.main", f"--workdir={workdir}",
-          *testing.tiny_config_flags(**RUN)]
-
-
-def _env(compilation_cache):
-  # Runs share compiled executables: the test takes a third of the time.
-  return {**os.environ, "PYTHONPATH": REPO_ROOT, "JAX_PLATFORMS": "cpu",
-          "JAX_COMPILATION_CACHE_DIR": compilation_cache}
+  return testing.main_command(workdir, **RUN)
 
 
 def _run_to_completion(workdir, compilation_cache):
-  result = subprocess.run(_main_command(workdir), cwd=REPO_ROOT,
-                          env=_env(compilation_cache),
+  result = subprocess.run(_main_command(workdir), cwd=testing.REPO_ROOT,
+                          env=testing.main_env(compilation_cache),
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
 
 
 def _kill_after_first_checkpoint(workdir, compilation_cache):
-  process = subprocess.Popen(_main_command(workdir), cwd=REPO_ROOT,
-                             env=_env(compilation_cache),
+  process = subprocess.Popen(_main_command(workdir), cwd=testing.REPO_ROOT,
+                             env=testing.main_env(compilation_cache),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              text=True)
   try:
@@ -52,15 +42,6 @@ def _kill_after_first_checkpoint(workdir, compilation_cache):
     process.kill()
     process.wait(timeout=60)
     process.stdout.close()
-
-
-def _final_state(workdir):
-  """(latest step, its checkpointed state as nested dicts of arrays)."""
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
-  step = checkpointer.latest_step()
-  state = None if step is None else checkpointer.read_state(step)
-  checkpointer.close()
-  return step, state
 
 
 def _metrics_without_timings(workdir):
@@ -77,13 +58,13 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
   _run_to_completion(uninterrupted, cache)
 
   _kill_after_first_checkpoint(interrupted, cache)
-  killed_at, _ = _final_state(interrupted)
+  killed_at, _ = testing.final_checkpoint(interrupted)
   assert killed_at is not None and killed_at < TOTAL_STEPS, killed_at
   stdout = _run_to_completion(interrupted, cache)
   assert f"Resumed from step {killed_at}" in stdout
 
-  step_a, state_a = _final_state(uninterrupted)
-  step_b, state_b = _final_state(interrupted)
+  step_a, state_a = testing.final_checkpoint(uninterrupted)
+  step_b, state_b = testing.final_checkpoint(interrupted)
   assert step_a == step_b == TOTAL_STEPS
   leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
   assert jax.tree.structure(state_a) == jax.tree.structure(state_b)

@@ -109,3 +109,34 @@ def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
   assert final["test_accuracy"] > 0.2  # chance is 0.1
   if optimizer not in ("sgd", "sam"):
     assert records[-1]["mask_density"] == pytest.approx(0.5, abs=0.01)
+
+
+@testing.requires_fashion_mnist
+def test_fast_path_trains_like_the_general_path(tmp_path):
+  """Tensorwise SSAM-F with the partial first gradient reaches the general
+  path's masks and parameters (up to float reordering) through refreshes."""
+  overrides = dict(optimizer="ssam-f", pattern="tensorwise", normalize="masked",
+                   sparsity=0.9, num_epochs=2, mask_update_every=3)
+  states = {}
+  for fast_path in (False, True):
+    workdir = str(tmp_path / f"fast_path_{fast_path}")
+    train.train_and_evaluate(testing.tiny_config(fast_path=fast_path, **overrides),
+                             workdir)
+    states[fast_path] = testing.final_checkpoint(workdir)[1]
+  general, fast = states[False], states[True]
+  masks = jax.tree.leaves(general["opt_state"]["mask"])
+  assert 0 < sum(bool(m.any()) for m in masks) < len(masks)  # some tensors idle
+  for a, b in zip(jax.tree.leaves(fast["opt_state"]["mask"]), masks):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(fast["params"]), jax.tree.leaves(general["params"])):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(optimizer="sam"), "sparse optimizer"),
+    (dict(optimizer="ssam-f", pattern="unstructured", normalize="masked"), "tensorwise"),
+    (dict(optimizer="ssam-f", pattern="tensorwise", normalize="full"), "normalize='full'"),
+])
+def test_fast_path_rejects_configs_it_would_change(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    optimizers.check_fast_path(testing.tiny_config(fast_path=True, **overrides))

@@ -68,7 +68,7 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str, dataset: str = ""
   return png, common.write_json(
       os.path.join(out_dir, "fig3_accuracy_vs_sparsity.json"),
       {"figure": "Fig. 3 accuracy vs sparsity", "dataset": dataset,
-       "std": "population std over seeds", **results})
+       "std": "sample std over seeds (ddof 1)", **results})
 
 
 def main(argv=None) -> tuple[str, str]:

@@ -90,18 +90,24 @@ def epoch_statistics(runs: Sequence[Run], key: str) -> dict:
 
   Returns:
     ``{"epoch": [...], "mean": [...], "std": [...], "num_runs": n}``; the
-    std is the population std (0 for a single run).
+    std is the sample std over runs (ddof 1; 0 for a single run), as in the
+    README's tables.
   """
   per_run = [{r["epoch"]: r[key] for r in run.records if key in r}
              for run in runs]
   epochs = sorted(set.intersection(*(set(p) for p in per_run)))
   values = np.array([[p[e] for e in epochs] for p in per_run], np.float64)
   return {"epoch": epochs, "mean": values.mean(axis=0) if epochs else [],
-          "std": values.std(axis=0) if epochs else [], "num_runs": len(runs)}
+          "std": sample_std(values) if epochs else [], "num_runs": len(runs)}
 
 
 def final_statistics(runs: Sequence[Run], key: str) -> dict:
-  """Mean and std over runs of ``key`` in each run's last record."""
+  """Mean and sample std over runs of ``key`` in each run's last record."""
   values = np.array([run.records[-1][key] for run in runs], np.float64)
-  return {"mean": float(values.mean()), "std": float(values.std()),
+  return {"mean": float(values.mean()), "std": float(sample_std(values)),
           "values": values, "num_runs": len(runs)}
+
+
+def sample_std(values: np.ndarray) -> np.ndarray:
+  """Std over axis 0 with ddof 1 (seeds are a sample); 0 for one run."""
+  return values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])

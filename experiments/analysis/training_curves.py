@@ -68,7 +68,7 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str,
   return png, common.write_json(
       os.path.join(out_dir, "fig2_training_curves.json"),
       {"figure": "Fig. 2 training curves", "dataset": dataset,
-       "std": "population std over seeds", "groups": results})
+       "std": "sample std over seeds (ddof 1)", "groups": results})
 
 
 def main(argv=None) -> tuple[str, str]:

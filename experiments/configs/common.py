@@ -45,6 +45,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.num_fisher_samples = 128  # N_F, taken from the current batch (<= batch_size)
   config.drop_rate = 0.5  # SSAM-D drop ratio alpha, cosine-decayed over training
   config.pattern = "unstructured"  # unstructured | tensorwise | N:M such as "2:4"
+  # "full": eps = rho * (g * m) / ||g|| (the paper); "masked": / ||g * m||.
+  config.normalize = "full"
+  # Tensorwise + masked only: the first gradient is taken for the perturbed
+  # tensors alone (ssam_jax.value_and_partial_grad), except on refresh steps.
+  config.fast_path = False
 
   # Run.
   config.seed = 0
