@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+import ssam_jax
 from experiments import models
 from experiments import optimizers
 from experiments import testing
@@ -130,6 +131,30 @@ def test_fast_path_trains_like_the_general_path(tmp_path):
     np.testing.assert_array_equal(a, b)
   for a, b in zip(jax.tree.leaves(fast["params"]), jax.tree.leaves(general["params"])):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+@testing.requires_fashion_mnist
+def test_fast_path_takes_full_gradients_exactly_on_refresh_steps(tmp_path):
+  config = testing.tiny_config(optimizer="ssam-d", pattern="tensorwise",
+                               normalize="masked", sparsity=0.9, fast_path=True,
+                               mask_update_every=3)
+  trainer = train.Trainer(config, str(tmp_path))
+  calls, compiled_step = [], trainer.train_step
+
+  def recording_step(state, batch, active=None):
+    state, metrics = compiled_step(state, batch, active=active)
+    calls.append((active, ssam_jax.perturbed_tensors(state.opt_state)))
+    return state, metrics
+
+  trainer.train_step = recording_step
+  with jax.set_mesh(trainer.data_parallel.mesh):
+    trainer.train_epoch(trainer.initial_state(), epoch=0)
+  assert len(calls) == trainer.steps_per_epoch == 8
+  for step, (active, _) in enumerate(calls):
+    if step % 3 == 0:
+      assert active is None, step  # refresh: the new set is not known yet
+    else:  # the set the last refresh chose
+      assert active == calls[step - step % 3][1], step
 
 
 @pytest.mark.parametrize("overrides, message", [
