@@ -37,6 +37,8 @@ SGD = optax.sgd(0.1)
      "num_samples"),
     (lambda: ssam_jax.empirical_fisher(example_loss, synthetic_batch(), 4, chunk_size=0),
      ValueError, "chunk_size"),
+    (lambda: ssam_jax.empirical_fisher(example_loss, synthetic_batch(), 4, unroll=0),
+     ValueError, "unroll"),
 ])
 def test_construction_errors_name_the_argument(make, error, name):
   with pytest.raises(error, match=name):

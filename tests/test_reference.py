@@ -138,11 +138,13 @@ def test_perturbed_leaves_excludes_biases_from_perturbation_and_norm():
   np.testing.assert_allclose(flat(new_params), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_empirical_fisher_matches_python_loop_for_any_chunk_size():
+def test_empirical_fisher_matches_python_loop_for_any_chunk_size_and_unroll():
   params, batch = init_params(), synthetic_batch(size=10)
   per_example = [jax.grad(example_loss)(params, jax.tree.map(lambda a: a[i], batch))
                  for i in range(7)]
   expected = jax.tree.map(lambda *g: np.mean(np.square(np.stack(g)), axis=0), *per_example)
   for chunk_size in (1, 3, 7, 32):
-    fisher = ssam_jax.empirical_fisher(example_loss, batch, 7, chunk_size=chunk_size)(params)
-    chex.assert_trees_all_close(fisher, expected, rtol=1e-5, atol=1e-8)
+    for unroll in (1, 2, True, False):  # 7 chunks of 1: a remainder when 2
+      fisher = ssam_jax.empirical_fisher(example_loss, batch, 7, chunk_size=chunk_size,
+                                         unroll=unroll)(params)
+      chex.assert_trees_all_close(fisher, expected, rtol=1e-5, atol=1e-8)
