@@ -117,6 +117,10 @@ class ModelBench:
             lambda p, ex: self.example_loss(p, batch_stats, ex),
             {"image": images, "label": labels},
             num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]))
+      if spec.kind == "ssam" and spec.mask_update_every == 1:
+        # Static, as a training loop on CPU should pass it: no lax.cond around
+        # the refresh (XLA:CPU runs convolutions inside it ~5x slower).
+        extra["refresh"] = True
       updates, opt_state = opt.update(grads, opt_state, params, **extra)
       return optax.apply_updates(params, updates), opt_state, new_stats, loss
 

@@ -14,6 +14,11 @@ import ssam_jax
 OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
 
 
+def is_sparse(config) -> bool:
+  """Whether the optimizer is an SSAM variant (it has a mask)."""
+  return config.optimizer in ("ssam-f", "ssam-d", "random")
+
+
 def uses_fisher(config) -> bool:
   """Whether the train step must pass ``fisher_fn`` (SSAM-F only)."""
   return config.optimizer == "ssam-f"
@@ -56,7 +61,7 @@ def check_fast_path(config) -> None:
   """
   if not config.fast_path:
     return
-  if config.optimizer not in ("ssam-f", "ssam-d", "random"):
+  if not is_sparse(config):
     raise ValueError(f"fast_path needs a sparse optimizer, got {config.optimizer!r}.")
   if config.pattern != "tensorwise" or config.normalize != "masked":
     raise ValueError("fast_path needs pattern='tensorwise' and normalize='masked'"

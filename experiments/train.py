@@ -69,11 +69,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def train_step(state: TrainState, batch: Batch, *, model, optimizer,
                num_fisher_samples: int = 0,
-               active: Optional[tuple[bool, ...]] = None) -> tuple[TrainState, dict]:
+               active: Optional[tuple[bool, ...]] = None,
+               refresh: Optional[bool] = None) -> tuple[TrainState, dict]:
   """One optimizer step; ``num_fisher_samples > 0`` passes SSAM-F's fisher_fn.
 
   With ``active`` (the fast path: one static bool per params leaf), the first
-  gradient is taken for the active leaves only.
+  gradient is taken for the active leaves only. ``refresh`` (static, SSAM
+  only) says whether this step refreshes the mask, see ``Trainer._step``.
   """
 
   def loss_and_new_stats(params):
@@ -96,7 +98,7 @@ def train_step(state: TrainState, batch: Batch, *, model, optimizer,
       else ssam_jax.value_and_partial_grad(loss_and_new_stats, active,
                                            has_aux=True))
   (loss, (logits, batch_stats)), grads = value_and_grad(state.params)
-  extra_args = {}
+  extra_args = {} if refresh is None else {"refresh": refresh}
   if num_fisher_samples:
     extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
         example_loss, batch, num_samples=num_fisher_samples)
@@ -179,7 +181,8 @@ class Trainer:
     self.train_step = jax.jit(functools.partial(
         train_step, model=self.model, optimizer=self.optimizer,
         num_fisher_samples=num_fisher_samples), donate_argnums=0,
-                              static_argnames="active", out_shardings=replicated)
+                              static_argnames=("active", "refresh"),
+                              out_shardings=replicated)
     self.eval_step = jax.jit(functools.partial(eval_step, model=self.model),
                              out_shardings=replicated)
     # Jitted so that the zeroed sums are global arrays like the rest.
@@ -253,20 +256,24 @@ class Trainer:
 
   def _step(self, state: TrainState, batch: Batch,
             step: int) -> tuple[TrainState, dict]:
-    """One train step; on the fast path, full gradients only where needed.
+    """One train step; SSAM refreshes and the fast path decided on the host.
 
-    The perturbed set is static for ``jit`` (one compilation per distinct
-    set), so it is read from the state after every full-gradient step: mask
-    refreshes, and the first step of a (resumed) run.
+    Whether ``step`` (= the optimizer's count, counted here so that steps
+    stay asynchronous) refreshes the mask is passed to ``update`` as a
+    static bool: two compiled steps instead of a ``lax.cond``, inside which
+    XLA:CPU runs the Fisher's convolutions about 5x slower.
+
+    Fast path: the perturbed set is static for ``jit`` (one compilation per
+    distinct set), so it is read from the state after every full-gradient
+    step: mask refreshes, and the first step of a (resumed) run.
     """
-    if not self.config.fast_path:
+    if not optimizers.is_sparse(self.config):
       return self.train_step(state, batch)
-    # The optimizer refreshes the mask when its count (= ``step``, counted
-    # here on the host to keep steps asynchronous) is a multiple of this.
     refresh = step % self.config.mask_update_every == 0
-    active = None if refresh else self._active
-    state, metrics = self.train_step(state, batch, active=active)
-    if active is None:
+    active = None if refresh or not self.config.fast_path else self._active
+    state, metrics = self.train_step(state, batch, active=active,
+                                     refresh=refresh)
+    if self.config.fast_path and active is None:
       self._active = ssam_jax.perturbed_tensors(state.opt_state)
     return state, metrics
 
@@ -279,7 +286,7 @@ class Trainer:
                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                "epoch_seconds": epoch_seconds}
-    if self.config.optimizer not in ("sgd", "sam"):
+    if optimizers.is_sparse(self.config):
       metrics["mask_density"] = mask_density(state.opt_state)
     return metrics
 

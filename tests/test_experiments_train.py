@@ -141,16 +141,17 @@ def test_fast_path_takes_full_gradients_exactly_on_refresh_steps(tmp_path):
   trainer = train.Trainer(config, str(tmp_path))
   calls, compiled_step = [], trainer.train_step
 
-  def recording_step(state, batch, active=None):
-    state, metrics = compiled_step(state, batch, active=active)
-    calls.append((active, ssam_jax.perturbed_tensors(state.opt_state)))
+  def recording_step(state, batch, active=None, refresh=None):
+    state, metrics = compiled_step(state, batch, active=active, refresh=refresh)
+    calls.append((active, ssam_jax.perturbed_tensors(state.opt_state), refresh))
     return state, metrics
 
   trainer.train_step = recording_step
   with jax.set_mesh(trainer.data_parallel.mesh):
     trainer.train_epoch(trainer.initial_state(), epoch=0)
   assert len(calls) == trainer.steps_per_epoch == 8
-  for step, (active, _) in enumerate(calls):
+  for step, (active, _, refresh) in enumerate(calls):
+    assert refresh is (step % 3 == 0), step  # the optimizer's schedule, static
     if step % 3 == 0:
       assert active is None, step  # refresh: the new set is not known yet
     else:  # the set the last refresh chose

@@ -1,5 +1,6 @@
 """Mask selection: exact cardinality, tie-breaking, patterns, refresh schedule."""
 
+import functools
 import math
 
 import chex
@@ -199,3 +200,52 @@ def test_fisher_fn_runs_only_on_refresh_steps_and_no_retracing():
   assert len(calls) == 3  # steps 0, 4 and 8
   for i in (1, 2, 3, 5, 6, 7, 9):
     jax.tree.map(np.testing.assert_array_equal, masks[i], masks[i - 1])
+
+
+@pytest.mark.parametrize("mask, fisher_calls", [
+    (ssam_jax.fisher_mask(accumulate=False), 6),  # steps 0, 3, 6 of both runs
+    (ssam_jax.dynamic_mask(total_steps=10), 0)], ids=["fisher", "dynamic"])
+def test_static_refresh_follows_a_host_schedule_like_the_traced_one(mask, fisher_calls):
+  """``refresh=step % every == 0`` (static) == the lax.cond schedule."""
+  opt = ssam_jax.ssam(optax.sgd(0.05, momentum=0.9), 0.1, 0.5, mask=mask,
+                      mask_update_every=3)
+  calls = []
+
+  def step(params, state, batch, refresh):
+    fisher_fn = ssam_jax.empirical_fisher(example_loss, batch, num_samples=8)
+
+    def counted_fisher_fn(p):
+      jax.debug.callback(lambda: calls.append(1))
+      return fisher_fn(p)
+
+    updates, state = opt.update(jax.grad(loss)(params, batch), state, params,
+                                grad_fn=lambda p: jax.grad(loss)(p, batch),
+                                fisher_fn=counted_fisher_fn, refresh=refresh)
+    return optax.apply_updates(params, updates), state
+
+  traced = jax.jit(functools.partial(step, refresh=None))
+  static = jax.jit(step, static_argnames="refresh")
+  results = {}
+  for name in ("traced", "static"):
+    params, state = init_params(), opt.init(init_params())
+    for i in range(7):
+      batch = synthetic_batch(seed=i)
+      params, state = (traced(params, state, batch) if name == "traced" else
+                       static(params, state, batch, refresh=i % 3 == 0))
+    results[name] = (params, state)
+  jax.effects_barrier()
+  assert len(calls) == fisher_calls
+  chex.assert_trees_all_close(results["static"], results["traced"], rtol=1e-6, atol=1e-7)
+  args = (init_params(), opt.init(init_params()), synthetic_batch(seed=0))
+  conds = {refresh: str(jax.make_jaxpr(functools.partial(step, refresh=refresh))(*args)
+                       ).count(" cond[") for refresh in (None, True, False)}
+  # The schedule's cond is gone; what is left belongs to the refresh itself.
+  assert conds[None] == conds[True] + 1 and conds[False] == 0, conds
+
+
+def test_refresh_must_be_static():
+  opt = ssam_jax.ssam(optax.sgd(0.05), 0.1, 0.5, mask=ssam_jax.random_mask())
+  params = init_params()
+  with pytest.raises(TypeError, match="refresh must be None or a Python bool"):
+    opt.update(params, opt.init(params), params, grad_fn=lambda p: p,
+               refresh=jnp.array(True))
