@@ -7,8 +7,10 @@ estimated with the Lanczos algorithm as in Ghorbani et al. (2019).
 * :func:`hvp`: the Hessian-vector product ``H v`` by forward-over-reverse
   differentiation (``jax.jvp`` of ``jax.grad``) on any params pytree.
 * :func:`lanczos`: ``num_steps`` Lanczos iterations with full
-  reorthogonalisation, jitted (``lax.fori_loop``). It stores the Krylov basis,
-  ``num_steps`` vectors of the size of the model: memory is
+  reorthogonalisation: one jitted iteration, called from a Python loop rather
+  than a ``lax.fori_loop``, because XLA:CPU runs the convolutions of an HVP
+  about 5x slower inside a loop body (jax-ml/jax#12868). It stores the
+  Krylov basis, ``num_steps`` vectors of the size of the model: memory is
   ``num_steps * num_params * 4`` bytes.
 * :func:`top_eigenvalues`: the ``k`` largest Ritz values.
 * :func:`spectral_density`: stochastic Lanczos quadrature (SLQ) with
@@ -101,37 +103,39 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], start: jax.Array,
         f"num_steps must be in [1, {start.shape[0]}], got {num_steps}.")
   if not isinstance(matvec, jax.tree_util.Partial):
     matvec = jax.tree_util.Partial(matvec)
-  return _lanczos(matvec, start, num_steps, key)
+  dtype = start.dtype
+  carry = (jnp.zeros((num_steps, start.shape[0]), dtype),
+           start / jnp.linalg.norm(start),
+           jnp.zeros(num_steps, dtype), jnp.zeros(num_steps, dtype))
+  for i in range(num_steps):
+    carry = _lanczos_iteration(matvec, key, jnp.asarray(i, jnp.int32), carry)
+  _, _, alphas, betas = carry
+  return Tridiagonal(alphas=alphas, betas=betas[:-1])
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps",))
-def _lanczos(matvec, start, num_steps, key):
-  dim, dtype = start.shape[0], start.dtype
-  tiny = jnp.sqrt(jnp.finfo(dtype).eps)
+@functools.partial(jax.jit, donate_argnums=(3,))
+def _lanczos_iteration(matvec, key, i, carry):
+  """Iteration ``i``: one ``matvec``, full reorthogonalisation, restart on
+  breakdown. ``carry`` = (basis, current vector, alphas, betas)."""
+  basis, v, alphas, betas = carry
+  dim, dtype = v.shape[0], v.dtype
+  basis = basis.at[i].set(v)
+  w = matvec(v)
+  scale = jnp.linalg.norm(w)
+  alpha = jnp.vdot(v, w)
+  w = _orthogonalize(w, basis)
+  beta = jnp.linalg.norm(w)
+  broke_down = beta <= jnp.sqrt(jnp.finfo(dtype).eps) * scale
 
-  def restart(i, basis):
+  def restart():
     fresh = jax.random.normal(jax.random.fold_in(key, i), (dim,), dtype)
     fresh = _orthogonalize(fresh, basis)
     return fresh / jnp.linalg.norm(fresh)
 
-  def body(i, carry):
-    basis, v, alphas, betas = carry
-    basis = basis.at[i].set(v)
-    w = matvec(v)
-    scale = jnp.linalg.norm(w)
-    alpha = jnp.vdot(v, w)
-    w = _orthogonalize(w, basis)
-    beta = jnp.linalg.norm(w)
-    broke_down = beta <= tiny * scale
-    next_v = jax.lax.cond(broke_down, lambda: restart(i, basis),
-                          lambda: w / jnp.where(broke_down, 1.0, beta))
-    return (basis, next_v, alphas.at[i].set(alpha),
-            betas.at[i].set(jnp.where(broke_down, 0.0, beta)))
-
-  init = (jnp.zeros((num_steps, dim), dtype), start / jnp.linalg.norm(start),
-          jnp.zeros(num_steps, dtype), jnp.zeros(num_steps, dtype))
-  _, _, alphas, betas = jax.lax.fori_loop(0, num_steps, body, init)
-  return Tridiagonal(alphas=alphas, betas=betas[:-1])
+  next_v = jax.lax.cond(broke_down, restart,
+                        lambda: w / jnp.where(broke_down, 1.0, beta))
+  return (basis, next_v, alphas.at[i].set(alpha),
+          betas.at[i].set(jnp.where(broke_down, 0.0, beta)))
 
 
 def _flat_hvp(loss_fn, params):
