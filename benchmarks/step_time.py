@@ -125,6 +125,7 @@ def main(argv=None):
             "results": json.loads(out.read_text())["results"] if out.exists() else []}
   for name in args.models.split(","):
     result = bench_model(name, args.batch or MODELS[name][2], args.repetitions, spec_filter)
+    result["command"] = report["command"]  # models of one file may come from several runs
     report["results"] = [r for r in report["results"] if r["model"] != name] + [result]
     out.write_text(json.dumps(report, indent=1))
     print(markdown(result), flush=True)
