@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 import ssam_jax
+from experiments import optimizers
 
 LEARNING_RATE, MOMENTUM, RHO, NUM_FISHER_SAMPLES = 0.05, 0.9, 0.1, 128
 NO_REFRESH = 10**9  # mask_update_every for timing steps without a refresh
@@ -116,7 +117,8 @@ class ModelBench:
         extra["fisher_fn"] = ssam_jax.empirical_fisher(
             lambda p, ex: self.example_loss(p, batch_stats, ex),
             {"image": images, "label": labels},
-            num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]))
+            num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]),
+            unroll=optimizers.fisher_unroll())
       if spec.kind == "ssam" and spec.mask_update_every == 1:
         # Static, as a training loop on CPU should pass it: no lax.cond around
         # the refresh (XLA:CPU runs convolutions inside it ~5x slower).

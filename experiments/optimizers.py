@@ -7,11 +7,19 @@ optimizers use ``config.weight_decay_sam`` (1e-3 on CIFAR), SGD
 ``config.weight_decay_sgd`` (5e-4).
 """
 
+import jax
 import optax
 
 import ssam_jax
 
 OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
+
+
+def fisher_unroll() -> int | bool:
+  """``unroll`` for ``ssam_jax.empirical_fisher``: unrolled on CPU, where
+  convolutions in loop bodies are ~5x slower; a loop elsewhere, which bounds
+  the memory of the per-example gradients."""
+  return True if jax.default_backend() == "cpu" else 1
 
 
 def is_sparse(config) -> bool:

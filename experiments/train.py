@@ -101,7 +101,8 @@ def train_step(state: TrainState, batch: Batch, *, model, optimizer,
   extra_args = {} if refresh is None else {"refresh": refresh}
   if num_fisher_samples:
     extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
-        example_loss, batch, num_samples=num_fisher_samples)
+        example_loss, batch, num_samples=num_fisher_samples,
+        unroll=optimizers.fisher_unroll())
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
                                         grad_fn=perturbed_grad, **extra_args)
   correct = jnp.sum(jnp.argmax(logits, -1) == batch["label"])
