@@ -8,6 +8,7 @@ the dataset's shape: step time does not depend on their values.
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Optional
 
 import jax
@@ -121,7 +122,7 @@ class ModelBench:
             unroll=optimizers.fisher_unroll())
       if spec.kind == "ssam" and spec.mask_update_every == 1:
         # Static, as a training loop on CPU should pass it: no lax.cond around
-        # the refresh (XLA:CPU runs convolutions inside it ~5x slower).
+        # the refresh (XLA:CPU runs convolutions inside it ~4x slower).
         extra["refresh"] = True
       updates, opt_state = opt.update(grads, opt_state, params, **extra)
       return optax.apply_updates(params, updates), opt_state, new_stats, loss
@@ -199,14 +200,22 @@ def interleaved_times(runners: dict[str, RunningStep], repetitions: int) -> dict
   Raises if any step was traced again while being timed: one trace for the
   general step, one more for the fast path's specialised step.
   """
-  times = {name: [] for name in runners}
-  for _ in range(repetitions):
-    for name, runner in runners.items():
-      times[name].append(runner.call())
+  times = time_rounds({name: runner.call for name, runner in runners.items()},
+                      repetitions)
   for name, runner in runners.items():
     expected = 2 if runner.spec.fast_path else 1
     if len(runner.traces) != expected:
       raise AssertionError(f"{name}: traced {len(runner.traces)} times, expected {expected}.")
+  return times
+
+
+def time_rounds(calls: dict[str, Callable[[], float]],
+                repetitions: int) -> dict[str, list]:
+  """Each call (returning its own elapsed seconds) once per round, repeated."""
+  times = {name: [] for name in calls}
+  for _ in range(repetitions):
+    for name, call in calls.items():
+      times[name].append(call())
   return times
 
 

@@ -17,7 +17,7 @@ OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
 
 def fisher_unroll() -> int | bool:
   """``unroll`` for ``ssam_jax.empirical_fisher``: unrolled on CPU, where
-  convolutions in loop bodies are ~5x slower; a loop elsewhere, which bounds
+  convolutions in loop bodies are ~5x slower (benchmarks/control_flow.py); a loop elsewhere, which bounds
   the memory of the per-example gradients."""
   return True if jax.default_backend() == "cpu" else 1
 

@@ -4,14 +4,15 @@ import json
 import os
 import sys
 
-import jax
 import tensorboardX
 import tqdm
+
+from experiments import distributed
 
 
 def log(message: str) -> None:
   """Prints a line (process 0 only) without breaking an active tqdm bar."""
-  if jax.process_index() != 0:
+  if not distributed.is_main_process():
     return
   tqdm.tqdm.write(message, file=sys.stdout)
   sys.stdout.flush()

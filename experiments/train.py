@@ -262,7 +262,8 @@ class Trainer:
     Whether ``step`` (= the optimizer's count, counted here so that steps
     stay asynchronous) refreshes the mask is passed to ``update`` as a
     static bool: two compiled steps instead of a ``lax.cond``, inside which
-    XLA:CPU runs the Fisher's convolutions about 5x slower.
+    XLA:CPU runs the Fisher's convolutions about 4x slower
+    (``python -m benchmarks.control_flow``).
 
     Fast path: the perturbed set is static for ``jit`` (one compilation per
     distinct set), so it is read from the state after every full-gradient

@@ -84,10 +84,11 @@ def empirical_fisher(
 
   ``unroll`` trades that memory bound for speed on CPU: XLA:CPU runs
   convolutions inside a loop body about 5x slower than unrolled
-  (jax-ml/jax#12868). ``unroll=True`` made a ResNet-18 refresh (N_F = 128,
-  4 chunks) 17x faster on CPU together with a static ``refresh``, but raised
-  its peak temporary memory from 0.96 to 3.5 GiB, because XLA then keeps
-  several chunks alive at once. Keep the default on accelerators.
+  (jax-ml/jax#12868; ``python -m benchmarks.control_flow``). But unrolled,
+  XLA keeps several chunks alive at once: a ResNet-18 refresh (N_F = 128,
+  4 chunks, batch 128) peaked at 3.5 GiB of temporary memory against 0.96
+  GiB with the loop (``benchmarks/results/cpu_resnet18_batch128_refresh*``).
+  Keep the default on accelerators.
 
   Sharded batches: trace the step under ``jax.set_mesh(mesh)`` (or use
   explicit sharding). The ``N_F`` examples are then replicated before the

@@ -169,7 +169,7 @@ def ssam(
     instead (the schedule is then the caller's, e.g.
     ``refresh=step % mask_update_every == 0`` counted on the host, at the
     cost of two compilations). Use it on CPU: XLA:CPU runs the convolutions
-    of ``fisher_fn`` about 5x slower inside ``lax.cond``
+    of ``fisher_fn`` about 4x slower inside ``lax.cond``
     (jax-ml/jax#12868). Other keyword arguments go to ``base_optimizer``.
 
   References:
