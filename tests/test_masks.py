@@ -87,19 +87,32 @@ def test_n_of_m_leaves_one_dimensional_leaves_fully_perturbed():
 @SETTINGS
 @given(st.lists(hnp.array_shapes(min_dims=1, max_dims=2, max_side=5), min_size=1, max_size=6),
        st.floats(0, 1), st.integers(0, 1000))
-def test_tensorwise_takes_whole_leaves_by_mean_until_covered(shapes_list, density, seed):
+def test_tensorwise_takes_whole_leaves_by_mean_within_budget(shapes_list, density, seed):
   keys = jax.random.split(jax.random.key(seed), len(shapes_list))
   scores = [jax.random.uniform(k, s) for k, s in zip(keys, shapes_list)]
   masks = patterns.Tensorwise().select(scores, density)
-  sizes = np.array([int(np.prod(s)) for s in shapes_list])
-  means = np.array([float(s.mean()) for s in scores])
-  chosen = np.array([bool(m.all()) for m in masks])
+  sizes = [int(np.prod(s)) for s in shapes_list]
+  means = [float(s.mean()) for s in scores]
+  chosen = [bool(m.all()) for m in masks]
   assert all(bool(m.all()) or not bool(m.any()) for m in masks)
-  order = np.argsort(-means, kind="stable")
-  covered_before = np.cumsum(sizes[order]) - sizes[order]
-  expected = np.zeros(len(sizes), bool)
-  expected[order] = covered_before < np.float32(density) * sizes.sum()
-  np.testing.assert_array_equal(chosen, expected)
+  # Reference: a plain Python greedy knapsack over leaves sorted by mean.
+  budget = math.floor(density * sum(sizes))
+  expected, used = [False] * len(sizes), 0
+  for leaf in sorted(range(len(sizes)), key=lambda i: -means[i]):
+    if used + sizes[leaf] <= budget:
+      expected[leaf], used = True, used + sizes[leaf]
+  assert chosen == expected
+  assert sum(size for size, c in zip(sizes, chosen) if c) <= budget
+
+
+def test_tensorwise_skips_a_leaf_too_large_for_the_budget():
+  # The best-scored leaf holds 80% of the parameters: at density 0.5 it is
+  # skipped and the two smaller ones are taken.
+  scores = [jnp.full((80,), 3.0), jnp.full((10,), 2.0), jnp.full((10,), 1.0)]
+  masks = patterns.Tensorwise().select(scores, 0.5)
+  assert [bool(m.all()) for m in masks] == [False, True, True]
+  traced = jax.jit(patterns.Tensorwise().select)(scores, jnp.float32(0.5))
+  assert [bool(m.all()) for m in traced] == [False, True, True]
 
 
 @pytest.mark.parametrize("strategy", ["fisher", "dynamic", "random"])
