@@ -7,6 +7,7 @@ the dataset's shape: step time does not depend on their values.
 """
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from typing import Optional
@@ -34,6 +35,10 @@ class OptimizerSpec:
   sparsity: float = 0.5
   fast_path: bool = False        # tensorwise first gradient of perturbed leaves only
   mask_update_every: int = NO_REFRESH
+  perturbed_leaves: Optional[str] = None  # regex on "Module_0/kernel" paths; None: all
+  # True: the refresh decision is a static argument of each step, as the
+  # training program passes it; False: ``update`` decides under ``lax.cond``.
+  static_refresh: bool = True
 
   def build(self):
     base = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
@@ -49,10 +54,32 @@ class OptimizerSpec:
             "random": ssam_jax.random_mask}[self.mask]()
     return ssam_jax.ssam(base, RHO, self.sparsity, mask=mask, pattern=self.pattern,
                          mask_update_every=self.mask_update_every,
-                         normalize="masked" if self.fast_path else "full")
+                         normalize="masked" if self.fast_path else "full",
+                         perturbed_leaves=leaves_matching(self.perturbed_leaves))
 
 
-def standard_specs() -> list[OptimizerSpec]:
+def leaf_paths(tree) -> list[str]:
+  """``"Module_0/kernel"``-style paths of the leaves of ``tree``, in leaf order."""
+  return [jax.tree_util.keystr(path, simple=True, separator="/")
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def leaves_matching(pattern: Optional[str]):
+  """A ``perturbed_leaves`` filter: leaves whose path matches ``pattern``."""
+  if pattern is None:
+    return None
+  regex = re.compile(pattern)
+
+  def matching(params):
+    flags = [bool(regex.search(path)) for path in leaf_paths(params)]
+    return jax.tree.unflatten(jax.tree.structure(params), flags)
+
+  return matching
+
+
+def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
+  """Every row of the table; ``last_block`` (a leaf-path regex) adds a fast-path
+  row whose Fisher choice is confined to the network's last block."""
   specs = [OptimizerSpec("sgd", "sgd"), OptimizerSpec("optax.contrib.sam", "contrib_sam"),
            OptimizerSpec("sam", "sam")]
   for mask in ("fisher", "dynamic"):
@@ -64,6 +91,12 @@ def standard_specs() -> list[OptimizerSpec]:
   for sparsity in (0.5, 0.9):
     specs.append(OptimizerSpec(f"ssam-F tensorwise s={sparsity} fast path", "ssam", "fisher",
                                "tensorwise", sparsity, fast_path=True))
+  specs.append(OptimizerSpec("ssam-F unstructured s=0.5, refresh under lax.cond", "ssam",
+                             "fisher", "unstructured", 0.5, static_refresh=False))
+  if last_block is not None:
+    specs.append(OptimizerSpec("ssam-F tensorwise s=0.9 fast path, last block only", "ssam",
+                               "fisher", "tensorwise", 0.9, fast_path=True,
+                               perturbed_leaves=last_block))
   specs.append(OptimizerSpec("ssam-F s=1 (no perturbation)", "ssam", "fisher", sparsity=1.0))
   return specs
 
@@ -93,10 +126,12 @@ class ModelBench:
     return optax.softmax_cross_entropy_with_integer_labels(logits, example["label"][None])[0]
 
   def make_step(self, spec: OptimizerSpec, opt, active: Optional[tuple] = None,
-                trace_counter: Optional[list] = None):
+                refresh: Optional[bool] = None, trace_counter: Optional[list] = None):
     """The jitted train step of ``spec``; ``active`` selects the fast path.
 
-    Each trace appends to ``trace_counter``, so retracing can be asserted.
+    ``refresh`` is passed to ``update`` as is (static, or ``None`` for the
+    traced schedule). Each trace appends to ``trace_counter``, so retracing
+    can be asserted.
     """
 
     def step(params, opt_state, batch_stats, images, labels):
@@ -120,10 +155,8 @@ class ModelBench:
             {"image": images, "label": labels},
             num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]),
             unroll=optimizers.fisher_unroll())
-      if spec.kind == "ssam" and spec.mask_update_every == 1:
-        # Static, as a training loop on CPU should pass it: no lax.cond around
-        # the refresh (XLA:CPU runs convolutions inside it ~4x slower).
-        extra["refresh"] = True
+      if spec.kind == "ssam":
+        extra["refresh"] = refresh
       updates, opt_state = opt.update(grads, opt_state, params, **extra)
       return optax.apply_updates(params, updates), opt_state, new_stats, loss
 
@@ -148,7 +181,13 @@ def compiled_costs(step, args) -> dict[str, float]:
 
 
 class RunningStep:
-  """A compiled step with its own params/state, advanced one call at a time."""
+  """A compiled step with its own params/state, advanced one call at a time.
+
+  Step 0 refreshes the mask from its random start, as training does; the
+  timed step that follows is a step without a refresh (or with one, for the
+  rows that refresh every step). With ``static_refresh`` these are two
+  compilations, as in the training program, and no ``lax.cond`` is timed.
+  """
 
   def __init__(self, bench: ModelBench, spec: OptimizerSpec):
     self.bench, self.spec = bench, spec
@@ -157,34 +196,38 @@ class RunningStep:
     self.state_bytes = state_bytes(state)
     self.args = [params, state, stats]
     self.traces = []
-    self.step = bench.make_step(spec, self.opt, trace_counter=self.traces)
-    self.call()  # step 0 compiles and refreshes the mask
-    self.active = None
-    self.perturbed_leaf_names = []
-    if spec.fast_path:
-      self.active = ssam_jax.perturbed_tensors(self.args[1])
-      paths = [jax.tree_util.keystr(path, simple=True, separator="/")
-               for path, _ in jax.tree_util.tree_flatten_with_path(bench.params)[0]]
-      self.perturbed_leaf_names = [p for p, a in zip(paths, self.active) if a]
-      self.step = bench.make_step(spec, self.opt, self.active, trace_counter=self.traces)
+    static = spec.kind == "ssam" and spec.static_refresh
+    self.step = bench.make_step(spec, self.opt, refresh=True if static else None,
+                                trace_counter=self.traces)
     self.call()
-    self.costs = self._costs_without_refresh_branch()
+    self.active = ssam_jax.perturbed_tensors(self.args[1]) if spec.fast_path else None
+    self.perturbed_leaf_names = [] if self.active is None else [
+        path for path, active in zip(leaf_paths(bench.params), self.active) if active]
+    timed_refresh = (spec.mask_update_every == 1) if static else None
+    self.expected_traces = 1
+    if self.active is not None or timed_refresh is False:
+      self.step = bench.make_step(spec, self.opt, self.active, refresh=timed_refresh,
+                                  trace_counter=self.traces)
+      self.expected_traces = 2
+    self.call()
+    self.costs = self._costs()
 
-  def _costs_without_refresh_branch(self):
-    """FLOPs and memory of a step that does not refresh the mask.
+  def _costs(self):
+    """FLOPs and memory of the timed step.
 
-    XLA's cost analysis counts both branches of ``lax.cond``, so a step with
-    a Fisher refresh branch would be charged for the Fisher on every step.
-    The same step with a fixed mask (``random_mask``, no refresh branch) does
-    identical work on non-refresh steps.
+    XLA's cost analysis counts both branches of ``lax.cond``, so a traced
+    schedule would be charged for the Fisher on every step. For those rows
+    the same step with a fixed mask (``random_mask``, no refresh branch),
+    which does identical work on steps without a refresh, is analysed.
     """
-    spec = self.spec
-    if spec.kind == "ssam" and spec.mask_update_every == NO_REFRESH:
+    spec, step = self.spec, self.step
+    args = self.args + [self.bench.images, self.bench.labels]
+    if spec.kind == "ssam" and not spec.static_refresh:
       spec = dataclasses.replace(spec, mask="random")
-    opt = spec.build()
-    params, state, stats = self.bench.fresh_inputs(opt)
-    step = self.bench.make_step(spec, opt, self.active)
-    return compiled_costs(step, [params, state, stats, self.bench.images, self.bench.labels])
+      opt = spec.build()
+      args = list(self.bench.fresh_inputs(opt)) + args[3:]
+      step = self.bench.make_step(spec, opt, self.active)
+    return compiled_costs(step, args)
 
   def call(self) -> float:
     start = time.perf_counter()
@@ -197,15 +240,15 @@ class RunningStep:
 def interleaved_times(runners: dict[str, RunningStep], repetitions: int) -> dict[str, list]:
   """Times each runner once per round, rounds repeated, so drift hits all alike.
 
-  Raises if any step was traced again while being timed: one trace for the
-  general step, one more for the fast path's specialised step.
+  Raises if any step was traced again while being timed: one trace per
+  compiled step (the refresh step, and the timed step where it differs).
   """
   times = time_rounds({name: runner.call for name, runner in runners.items()},
                       repetitions)
   for name, runner in runners.items():
-    expected = 2 if runner.spec.fast_path else 1
-    if len(runner.traces) != expected:
-      raise AssertionError(f"{name}: traced {len(runner.traces)} times, expected {expected}.")
+    if len(runner.traces) != runner.expected_traces:
+      raise AssertionError(f"{name}: traced {len(runner.traces)} times, "
+                           f"expected {runner.expected_traces}.")
   return times
 
 

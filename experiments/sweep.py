@@ -2,13 +2,17 @@ r"""The Fashion-MNIST evidence sweep: every optimizer, 3 seeds, resumable.
 
   python -m experiments.sweep run [--parallel 2] [--only sgd,sam] [--seed-major]
   python -m experiments.sweep table
+  python -m experiments.analysis.accuracy_vs_sparsity --out experiments/results/figures \
+      --dataset "Fashion-MNIST, small CNN, 10 epochs" --run $(python -m experiments.sweep runs)
 
 ``run`` trains each (setting, seed) of ``SETTINGS`` with the
 ``fashion_mnist_small`` config in ``runs/sweep/<setting>/seed<k>``, most
 important settings first, skipping finished runs and resuming killed ones
 (each run checkpoints every 100 steps). Each finished run is appended, with
 its per-epoch metrics, to ``experiments/results/fashion_mnist_sweep.jsonl``.
-``table`` prints mean +- std over seeds as Markdown.
+``table`` prints mean +- std over seeds as Markdown; ``runs`` prints the
+``OPT[@SPARSITY]=PATH`` arguments of every recorded run without label noise or
+a longer schedule, the input of Fig. 3.
 """
 
 import argparse
@@ -133,10 +137,27 @@ def table() -> str:
   return "\n".join(lines)
 
 
+def figure_runs() -> list[str]:
+  """``OPT[@SPARSITY]=PATH`` of each recorded run on the standard schedule."""
+  rows = map(json.loads, RESULTS.read_text().splitlines()) if RESULTS.exists() else []
+  specs = []
+  for row in rows:
+    overrides = row["overrides"]
+    if set(overrides) - {"optimizer", "sparsity", *TENSORWISE}:
+      continue  # label noise or a longer schedule: not on the sparsity axis
+    label = overrides["optimizer"]
+    if overrides.get("pattern") == "tensorwise":
+      label += "-tensorwise"
+    if "sparsity" in overrides:
+      label += f"@{overrides['sparsity']}"
+    specs.append(f"{label}={workdir(row['setting'], row['seed'])}")
+  return specs
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("action", choices=("run", "table"))
+  parser.add_argument("action", choices=("run", "table", "runs"))
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated setting names")
   parser.add_argument("--seed-major", action="store_true",
@@ -144,7 +165,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.action == "run":
     run(args.parallel, [s for s in args.only.split(",") if s], args.seed_major)
-  print(table())
+  print(" ".join(figure_runs()) if args.action == "runs" else table())
 
 
 if __name__ == "__main__":

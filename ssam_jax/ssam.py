@@ -170,7 +170,9 @@ def ssam(
     ``refresh=step % mask_update_every == 0`` counted on the host, at the
     cost of two compilations). Use it on CPU: XLA:CPU runs the convolutions
     of ``fisher_fn`` about 4x slower inside ``lax.cond``
-    (jax-ml/jax#12868). Other keyword arguments go to ``base_optimizer``.
+    (jax-ml/jax#12868), and the untaken ``cond`` still slowed every other
+    step by about 14% on a small CNN (``python -m benchmarks.step_time``).
+    Other keyword arguments go to ``base_optimizer``.
 
   References:
     Mi et al., `Make Sharpness-Aware Minimization Stronger: A Sparsified
