@@ -7,7 +7,6 @@ the dataset's shape: step time does not depend on their values.
 """
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable
 from typing import Optional
@@ -18,6 +17,7 @@ import numpy as np
 import optax
 
 import ssam_jax
+from ssam_jax import leaf_filters
 from experiments import optimizers
 
 LEARNING_RATE, MOMENTUM, RHO, NUM_FISHER_SAMPLES = 0.05, 0.9, 0.1, 128
@@ -55,26 +55,8 @@ class OptimizerSpec:
     return ssam_jax.ssam(base, RHO, self.sparsity, mask=mask, pattern=self.pattern,
                          mask_update_every=self.mask_update_every,
                          normalize="masked" if self.fast_path else "full",
-                         perturbed_leaves=leaves_matching(self.perturbed_leaves))
-
-
-def leaf_paths(tree) -> list[str]:
-  """``"Module_0/kernel"``-style paths of the leaves of ``tree``, in leaf order."""
-  return [jax.tree_util.keystr(path, simple=True, separator="/")
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def leaves_matching(pattern: Optional[str]):
-  """A ``perturbed_leaves`` filter: leaves whose path matches ``pattern``."""
-  if pattern is None:
-    return None
-  regex = re.compile(pattern)
-
-  def matching(params):
-    flags = [bool(regex.search(path)) for path in leaf_paths(params)]
-    return jax.tree.unflatten(jax.tree.structure(params), flags)
-
-  return matching
+                         perturbed_leaves=(None if self.perturbed_leaves is None else
+                                           ssam_jax.leaves_matching(self.perturbed_leaves)))
 
 
 def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
@@ -202,7 +184,7 @@ class RunningStep:
     self.call()
     self.active = ssam_jax.perturbed_tensors(self.args[1]) if spec.fast_path else None
     self.perturbed_leaf_names = [] if self.active is None else [
-        path for path, active in zip(leaf_paths(bench.params), self.active) if active]
+        path for path, active in zip(leaf_filters.leaf_paths(bench.params), self.active) if active]
     timed_refresh = (spec.mask_update_every == 1) if static else None
     self.expected_traces = 1
     if self.active is not None or timed_refresh is False:

@@ -58,7 +58,9 @@ def create_optimizer(config,
   return ssam_jax.ssam(base, rho=config.rho, sparsity=config.sparsity,
                        mask=_mask_strategy(config, total_steps),
                        mask_update_every=config.mask_update_every,
-                       pattern=config.pattern, normalize=config.normalize)
+                       pattern=config.pattern, normalize=config.normalize,
+                       perturbed_leaves=(ssam_jax.leaves_matching(config.perturbed_leaves)
+                                         if config.perturbed_leaves else None))
 
 
 def check_fast_path(config) -> None:

@@ -51,6 +51,9 @@ SETTINGS = {
     # Issue 6's accuracy rows: whole tensors chosen by Fisher, the fast path.
     "ssam-f tensorwise s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5, **TENSORWISE},
     "ssam-f tensorwise s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9, **TENSORWISE},
+    # The fast path's <= 1.5x regime: the Fisher choice confined to the last block.
+    "ssam-f tensorwise s=0.9 last block": {"optimizer": "ssam-f", "sparsity": 0.9, **TENSORWISE,
+                                           "perturbed_leaves": "^(Conv_2|BatchNorm_2|Dense_0)/"},
 }
 
 

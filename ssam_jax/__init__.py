@@ -11,7 +11,7 @@ from ssam_jax.masks import random_mask
 from ssam_jax.partial_grad import perturbed_tensors
 from ssam_jax.partial_grad import value_and_partial_grad
 from ssam_jax.leaf_filters import fill_masked
-from ssam_jax.leaf_filters import kernels_only
+from ssam_jax.leaf_filters import kernels_only, leaves_matching
 from ssam_jax.sam import SAMState
 from ssam_jax.sam import sam
 from ssam_jax.ssam import SSAMState
@@ -32,6 +32,7 @@ __all__ = (
     "fill_masked",
     "fisher_mask",
     "kernels_only",
+    "leaves_matching",
     "perturbed_tensors",
     "random_mask",
     "sam",

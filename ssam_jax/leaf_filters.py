@@ -1,5 +1,6 @@
 """Which parameter leaves may be perturbed, and leaves hidden by ``optax.masked``."""
 
+import re
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -29,6 +30,46 @@ def kernels_only(params: PyTree) -> PyTree:
     A pytree of Python booleans shaped like ``params``.
   """
   return jax.tree.map(lambda p: len(p.shape) >= 2, params)
+
+
+def leaf_paths(tree: PyTree) -> list[str]:
+  """``"Dense_0/kernel"``-style paths of the leaves of ``tree``, in leaf order."""
+  return [jax.tree_util.keystr(path, simple=True, separator="/")
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def leaves_matching(pattern: str) -> Callable[[PyTree], PyTree]:
+  """Leaf filter that perturbs the leaves whose path matches a regex.
+
+  Paths join the keys with ``/`` (``"BasicBlock_7/Conv_0/kernel"``) and are
+  matched with ``re.search``. Confining a tensorwise mask to the last layers
+  lets the fast path (:func:`ssam_jax.value_and_partial_grad`) stop its first
+  backward pass there.
+
+  >>> import jax.numpy as jnp
+  >>> import ssam_jax
+  >>> params = {'Conv_0': {'kernel': jnp.ones((3, 3))}, 'Dense_0': {'bias': jnp.ones(2)}}
+  >>> ssam_jax.leaves_matching(r'^Dense_0/')(params)
+  {'Conv_0': {'kernel': False}, 'Dense_0': {'bias': True}}
+
+  Args:
+    pattern: a regular expression.
+
+  Returns:
+    A function from a params pytree to a pytree of Python booleans.
+
+  Raises:
+    TypeError: ``pattern`` is not a string; ``re.error`` if it does not compile.
+  """
+  if not isinstance(pattern, str):
+    raise TypeError(f"pattern must be a regular expression string, got {pattern!r}.")
+  regex = re.compile(pattern)
+
+  def matching(params):
+    flags = [bool(regex.search(path)) for path in leaf_paths(params)]
+    return jax.tree.unflatten(jax.tree.structure(params), flags)
+
+  return matching
 
 
 def _is_masked_node(x) -> bool:

@@ -26,6 +26,7 @@ SGD = optax.sgd(0.1)
     (lambda: ssam_jax.ssam(SGD, 0.1, 0.5, normalize="l1"), ValueError, "normalize"),
     (lambda: ssam_jax.ssam(SGD, 0.1, 0.5, mask="fisher"), TypeError, "mask"),
     (lambda: ssam_jax.sam(SGD, 0.1, perturbed_leaves={"a": 1}), TypeError, "perturbed_leaves"),
+    (lambda: ssam_jax.leaves_matching(3), TypeError, "pattern"),
     (lambda: ssam_jax.dynamic_mask(drop_rate=2.0), ValueError, "drop_rate"),
     (lambda: ssam_jax.dynamic_mask(total_steps=0), ValueError, "total_steps"),
     (lambda: ssam_jax.dynamic_mask(drop_criterion="hessian"), ValueError, "drop_criterion"),

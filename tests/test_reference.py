@@ -138,6 +138,20 @@ def test_perturbed_leaves_excludes_biases_from_perturbation_and_norm():
   np.testing.assert_allclose(flat(new_params), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_leaves_matching_perturbs_only_matching_paths():
+  params, batch = init_params(), synthetic_batch()
+  opt = ssam_jax.sam(optax.sgd(LEARNING_RATE), RHO,
+                     perturbed_leaves=ssam_jax.leaves_matching(r"^dense2/"))
+  new_params, _ = run_one_step(opt, params, batch)
+  in_dense2 = {"dense1": jax.tree.map(lambda p: np.zeros(p.shape), params["dense1"]),
+               "dense2": jax.tree.map(lambda p: np.ones(p.shape), params["dense2"])}
+  in_dense2 = flat(in_dense2).astype(bool)
+  w, g = flat(params), grad_vector(flat(params), params, batch)
+  eps = RHO * g * in_dense2 / np.linalg.norm(g[in_dense2])
+  expected = w - LEARNING_RATE * grad_vector(w + eps, params, batch)
+  np.testing.assert_allclose(flat(new_params), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_empirical_fisher_matches_python_loop_for_any_chunk_size_and_unroll():
   params, batch = init_params(), synthetic_batch(size=10)
   per_example = [jax.grad(example_loss)(params, jax.tree.map(lambda a: a[i], batch))

@@ -50,6 +50,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Tensorwise + masked only: the first gradient is taken for the perturbed
   # tensors alone (ssam_jax.value_and_partial_grad), except on refresh steps.
   config.fast_path = False
+  # Regex on "Module_0/kernel" leaf paths that may be perturbed ("" = every
+  # leaf); sparsity then counts only the matching leaves.
+  config.perturbed_leaves = ""
 
   # Run.
   config.seed = 0
