@@ -11,11 +11,9 @@ unrolled, a ``lax.scan`` over the chunks (``unroll=1``), and both inside a
 ``refresh`` is not passed statically).
 """
 
-import argparse
+import functools
 import json
 import pathlib
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -52,21 +50,12 @@ def fisher_variants():
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--repetitions", type=int, default=7)
-  parser.add_argument("--out", default="benchmarks/results/control_flow_cpu.json")
-  args = parser.parse_args(argv)
+  args = harness.argument_parser(
+      __doc__, repetitions=7, out="benchmarks/results/control_flow_cpu.json").parse_args(argv)
   params, steps = fisher_variants()
-
-  def timed(step):
-    def call():
-      start = time.perf_counter()
-      jax.block_until_ready(step(params, jnp.asarray(True)))
-      return time.perf_counter() - start
-    return call
-
-  calls = {name: timed(step) for name, step in steps.items()}
+  predicate = jnp.asarray(True)
+  calls = {name: harness.timed(functools.partial(step, params, predicate))
+           for name, step in steps.items()}
   for call in calls.values():
     call()  # compile
   times = harness.time_rounds(calls, args.repetitions)
@@ -81,7 +70,7 @@ def main(argv=None):
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({"device": str(jax.devices()[0].device_kind), "jax": jax.__version__,
-                             "command": "python -m benchmarks.control_flow " + " ".join(sys.argv[1:]),
+                             "command": harness.command_line("benchmarks.control_flow"),
                              "rows": rows}, indent=1))
 
 

@@ -6,10 +6,12 @@ perturbed pass (``grad_fn``) discards its own. Inputs are random tensors of
 the dataset's shape: step time does not depend on their values.
 """
 
+import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -242,6 +244,38 @@ def time_rounds(calls: dict[str, Callable[[], float]],
     for name, call in calls.items():
       times[name].append(call())
   return times
+
+
+def timed(fn: Callable[[], Any]) -> Callable[[], float]:
+  """A call of ``fn`` that waits for its result and returns the seconds taken."""
+
+  def call() -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+  return call
+
+
+def median_time(fn: Callable[[], Any], repetitions: int) -> dict[str, float]:
+  """``summarize`` of ``repetitions`` timed calls of ``fn``, after one to compile."""
+  call = timed(fn)
+  call()
+  return summarize(time_rounds({"fn": call}, repetitions)["fn"])
+
+
+def argument_parser(doc: str, repetitions: int, out: str) -> argparse.ArgumentParser:
+  """A parser with the options every benchmark takes: ``--repetitions``, ``--out``."""
+  parser = argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--repetitions", type=int, default=repetitions)
+  parser.add_argument("--out", default=out)
+  return parser
+
+
+def command_line(module: str) -> str:
+  """How this benchmark was invoked, for its JSON: ``python -m module args``."""
+  return " ".join(["python -m", module] + sys.argv[1:])
 
 
 def summarize(samples: list[float]) -> dict[str, float]:

@@ -7,16 +7,15 @@ concatenation) with ``jax.lax.top_k`` on the concatenated 11 M scores, and
 checks that both select the same set.
 """
 
-import argparse
 import json
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import ssam_jax
+from benchmarks import harness
 from experiments import models
 
 
@@ -27,21 +26,10 @@ def resnet18_shapes():
   return [leaf.shape for leaf in jax.tree.leaves(params)]
 
 
-def median_time(fn, args, repetitions):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repetitions):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times)), float(np.percentile(times, 75) - np.percentile(times, 25))
-
-
 def main(argv=None):
-  parser = argparse.ArgumentParser()
+  parser = harness.argument_parser(__doc__, repetitions=7,
+                                   out="benchmarks/results/selection_cpu.json")
   parser.add_argument("--sparsity", type=float, default=0.5)
-  parser.add_argument("--repetitions", type=int, default=7)
-  parser.add_argument("--out", default="benchmarks/results/selection_cpu.json")
   args = parser.parse_args(argv)
   shapes = resnet18_shapes()
   keys = jax.random.split(jax.random.key(0), len(shapes))
@@ -51,17 +39,17 @@ def main(argv=None):
 
   bisection = jax.jit(lambda s: ssam_jax.topk_mask(s, k))
   top_k = jax.jit(lambda s: jax.lax.top_k(jnp.concatenate([x.ravel() for x in s]), k)[1])
-  ours, ours_iqr = median_time(bisection, (scores,), args.repetitions)
-  theirs, theirs_iqr = median_time(top_k, (scores,), max(2, args.repetitions // 3))
+  ours = harness.median_time(lambda: bisection(scores), args.repetitions)
+  theirs = harness.median_time(lambda: top_k(scores), max(2, args.repetitions // 3))
 
   chosen = np.concatenate([np.asarray(m).ravel() for m in bisection(scores)])
   reference = np.zeros(total, bool)
   reference[np.asarray(top_k(scores))] = True
   result = {"num_params": total, "k": k, "device": jax.devices()[0].device_kind,
-            "topk_mask_s": ours, "topk_mask_iqr_s": ours_iqr,
-            "lax_top_k_s": theirs, "lax_top_k_iqr_s": theirs_iqr,
+            "topk_mask_s": ours["median_s"], "topk_mask_iqr_s": ours["iqr_s"],
+            "lax_top_k_s": theirs["median_s"], "lax_top_k_iqr_s": theirs["iqr_s"],
             "same_selection": bool((chosen == reference).all()),
-            "command": "python -m benchmarks.selection"}
+            "command": harness.command_line("benchmarks.selection")}
   pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
   print(json.dumps(result, indent=1))

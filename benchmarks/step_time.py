@@ -7,7 +7,6 @@ interleaved across optimizers. Writes JSON after each model and prints a
 Markdown table.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -107,14 +106,11 @@ def markdown(result) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = harness.argument_parser(__doc__, repetitions=10, out="benchmarks/results/cpu.json")
   parser.add_argument("--models", default="small_cnn,resnet18,wrn28_10")
   parser.add_argument("--batch", type=int, default=0, help="0: the model's default")
-  parser.add_argument("--repetitions", type=int, default=10)
   parser.add_argument("--only", default="", help="comma-separated substrings of row names")
   parser.add_argument("--exclude", default="", help="comma-separated substrings of row names")
-  parser.add_argument("--out", default="benchmarks/results/cpu.json")
   parser.add_argument("--report", action="store_true",
                       help="only print the tables of the results already in --out")
   args = parser.parse_args(argv)
@@ -130,7 +126,7 @@ def main(argv=None):
   out.parent.mkdir(parents=True, exist_ok=True)
   report = {"device": str(jax.devices()[0].device_kind), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "command": "python -m benchmarks.step_time " + " ".join(sys.argv[1:]),
+            "command": harness.command_line("benchmarks.step_time"),
             "results": json.loads(out.read_text())["results"] if out.exists() else []}
   for name in args.models.split(","):
     result = bench_model(name, args.batch or MODELS[name][2], args.repetitions, spec_filter)

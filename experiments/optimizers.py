@@ -16,9 +16,12 @@ OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
 
 
 def fisher_unroll() -> int | bool:
-  """``unroll`` for ``ssam_jax.empirical_fisher``: unrolled on CPU, where
-  convolutions in loop bodies are ~5x slower (benchmarks/control_flow.py); a loop elsewhere, which bounds
-  the memory of the per-example gradients."""
+  """``unroll`` for ``ssam_jax.empirical_fisher``.
+
+  Unrolled on CPU, where convolutions in loop bodies are ~5x slower
+  (``python -m benchmarks.control_flow``); a loop elsewhere, which bounds the
+  memory of the per-example gradients.
+  """
   return True if jax.default_backend() == "cpu" else 1
 
 

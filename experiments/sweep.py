@@ -81,10 +81,15 @@ def is_finished(setting: str, seed: int) -> bool:
   return bool(epochs) and epochs[-1]["epoch"] >= wanted
 
 
-def recorded() -> set:
+def recorded_rows() -> list[dict]:
+  """Every finished run appended to ``RESULTS``, in order."""
   if not RESULTS.exists():
-    return set()
-  return {(r["setting"], r["seed"]) for r in map(json.loads, RESULTS.read_text().splitlines())}
+    return []
+  return [json.loads(line) for line in RESULTS.read_text().splitlines()]
+
+
+def recorded() -> set:
+  return {(r["setting"], r["seed"]) for r in recorded_rows()}
 
 
 def record(setting: str, seed: int) -> None:
@@ -126,7 +131,7 @@ def run(parallel: int, only: list[str], seed_major: bool = False) -> None:
 
 
 def table() -> str:
-  rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+  rows = recorded_rows()
   lines = ["| setting | seeds | test accuracy (%) | s / epoch |", "| --- | ---: | ---: | ---: |"]
   for setting in SETTINGS:
     runs = [r for r in rows if r["setting"] == setting]
@@ -142,9 +147,8 @@ def table() -> str:
 
 def figure_runs() -> list[str]:
   """``OPT[@SPARSITY]=PATH`` of each recorded run on the standard schedule."""
-  rows = map(json.loads, RESULTS.read_text().splitlines()) if RESULTS.exists() else []
   specs = []
-  for row in rows:
+  for row in recorded_rows():
     overrides = row["overrides"]
     if set(overrides) - {"optimizer", "sparsity", *TENSORWISE}:
       continue  # label noise or a longer schedule: not on the sparsity axis
