@@ -80,26 +80,57 @@ class Split:
 
 
 def load_split(config, split: str) -> Split:
-  """Loads ``split`` ("train" or "test") of ``config.dataset``.
+  """Loads ``split`` ("train", "validation" or "test") of ``config.dataset``.
 
   Tries tfds (prepared in ``config.data_dir``) first, then, for Fashion-MNIST
-  only, the Debian IDX files. Applies ``config.train_subset``/``test_subset``.
+  only, the Debian IDX files. "validation" is ``config.validation_size``
+  examples of the training split chosen by ``config.validation_seed``;
+  "train" is the rest of the training split in stored order, of which the
+  first ``config.train_subset`` are kept (``test_subset`` likewise for test).
   """
+  if split not in ("train", "validation", "test"):
+    raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}.")
   info = DATASETS[config.dataset]
-  tfds_split = "train" if split == "train" else info.test_split
+  tfds_split = info.test_split if split == "test" else "train"
   loaded = _load_from_tfds(info, tfds_split, config.data_dir)
   if loaded is None and config.dataset == "fashion_mnist":
-    loaded = _load_debian_fashion_mnist(split)
+    loaded = _load_debian_fashion_mnist(tfds_split)
   if loaded is None:
     raise DatasetNotFoundError(_missing_data_message(config.dataset,
                                                      config.data_dir))
-  subset = config.train_subset if split == "train" else config.test_subset
+  if split != "test" and config.validation_size:
+    loaded = _carve_validation(loaded, config.validation_size,
+                               config.validation_seed, split == "validation")
+  elif split == "validation":
+    raise ValueError("The validation split needs config.validation_size > 0.")
+  subset = {"train": config.train_subset, "test": config.test_subset}.get(split)
   if subset:
     loaded = Split(loaded.dataset.take(subset),
                    min(subset, loaded.num_examples), loaded.source)
   if info.cache:
     loaded = dataclasses.replace(loaded, dataset=loaded.dataset.cache())
   return loaded
+
+
+def validation_indices(num_examples: int, size: int, seed: int) -> np.ndarray:
+  """Sorted indices (into the stored training split) of the validation set."""
+  if not 0 < size < num_examples:
+    raise ValueError(f"validation_size must be in [1, {num_examples - 1}] for "
+                     f"a training split of {num_examples}, got {size}.")
+  order = np.random.default_rng(seed).permutation(num_examples)
+  return np.sort(order[:size])
+
+
+def _carve_validation(split: Split, size: int, seed: int,
+                      validation: bool) -> Split:
+  """The validation examples, or the training examples without them."""
+  chosen = np.zeros(split.num_examples, bool)
+  chosen[validation_indices(split.num_examples, size, seed)] = True
+  keep = tf.constant(chosen if validation else ~chosen)
+  dataset = split.dataset.enumerate().filter(
+      lambda index, _: tf.gather(keep, index)).map(lambda _, example: example)
+  count = size if validation else split.num_examples - size
+  return Split(dataset, count, split.source)
 
 
 def _load_from_tfds(info: DatasetInfo, split: str,

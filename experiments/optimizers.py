@@ -1,4 +1,4 @@
-"""Builds the optimizer named in the config: sgd, sam, ssam-f, ssam-d, random.
+"""Builds the optimizer named in the config: sgd, sam, ssam-f, ssam-d, ssam-random.
 
 All share the paper's base optimizer, SGD with momentum 0.9 on a cosine
 schedule with weight decay added to the gradient (PyTorch's ``weight_decay``):
@@ -12,7 +12,9 @@ import optax
 
 import ssam_jax
 
-OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "random")
+# ssam-random is SSAM with a fixed random mask: the control for the Fisher and
+# dynamic masks at the same sparsity.
+OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "ssam-random")
 
 
 def fisher_unroll() -> int | bool:
@@ -27,7 +29,7 @@ def fisher_unroll() -> int | bool:
 
 def is_sparse(config) -> bool:
   """Whether the optimizer is an SSAM variant (it has a mask)."""
-  return config.optimizer in ("ssam-f", "ssam-d", "random")
+  return config.optimizer.startswith("ssam-")
 
 
 def uses_fisher(config) -> bool:
@@ -40,17 +42,25 @@ def weight_decay(config) -> float:
           else config.weight_decay_sam)
 
 
+def mask_update_every(config, steps_per_epoch: int) -> int:
+  """T_m in steps: ``config.mask_update_epochs`` of ``steps_per_epoch`` (>= 1)."""
+  return max(1, round(config.mask_update_epochs * steps_per_epoch))
+
+
 def create_optimizer(config,
-                     total_steps: int) -> optax.GradientTransformationExtraArgs:
+                     steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
   """Returns an optimizer whose ``update`` accepts ``grad_fn``/``fisher_fn``.
 
   Args:
     config: the experiment config (see ``configs/common.py``).
-    total_steps: length of the cosine schedule and of SSAM-D's drop decay.
+    steps_per_epoch: with ``config.num_epochs``, the length of the cosine
+      schedule and of SSAM-D's drop decay; with ``config.mask_update_epochs``,
+      the mask refresh period.
   """
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {config.optimizer!r}; "
                      f"expected one of {OPTIMIZERS}.")
+  total_steps = steps_per_epoch * config.num_epochs
   schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
   base = optax.chain(optax.add_decayed_weights(weight_decay(config)),
                      optax.sgd(schedule, momentum=config.momentum))
@@ -60,7 +70,7 @@ def create_optimizer(config,
     return ssam_jax.sam(base, rho=config.rho)
   return ssam_jax.ssam(base, rho=config.rho, sparsity=config.sparsity,
                        mask=_mask_strategy(config, total_steps),
-                       mask_update_every=config.mask_update_every,
+                       mask_update_every=mask_update_every(config, steps_per_epoch),
                        pattern=config.pattern, normalize=config.normalize,
                        perturbed_leaves=(ssam_jax.leaves_matching(config.perturbed_leaves)
                                          if config.perturbed_leaves else None))
@@ -89,4 +99,4 @@ def _mask_strategy(config, total_steps: int) -> ssam_jax.MaskStrategy:
   if config.optimizer == "ssam-d":
     return ssam_jax.dynamic_mask(drop_rate=config.drop_rate,
                                  total_steps=total_steps, seed=config.seed)
-  return ssam_jax.random_mask(seed=config.seed)  # fixed random-mask control
+  return ssam_jax.random_mask(seed=config.seed)  # ssam-random

@@ -1,178 +1,305 @@
-r"""The Fashion-MNIST evidence sweep: every optimizer, 3 seeds, resumable.
+r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
 
-  python -m experiments.sweep run [--parallel 2] [--only sgd,sam] [--seed-major]
-  python -m experiments.sweep table
-  python -m experiments.analysis.accuracy_vs_sparsity --out experiments/results/figures \
-      --dataset "Fashion-MNIST, small CNN, 10 epochs" --run $(python -m experiments.sweep runs)
+  python -m experiments.sweep run --regime overfit --phase rho [--parallel 2]
+  python -m experiments.sweep run --regime overfit --phase arms [--parallel 2]
+  python -m experiments.sweep table --regime overfit
+  python -m experiments.sweep summary --regime overfit
+  python -m experiments.sweep runs --regime overfit     # Fig. 3 inputs
 
-``run`` trains each (setting, seed) of ``SETTINGS`` with the
-``fashion_mnist_small`` config in ``runs/sweep/<setting>/seed<k>``, most
-important settings first, skipping finished runs and resuming killed ones
-(each run checkpoints every 100 steps). Each finished run is appended, with
-its per-epoch metrics, to ``experiments/results/fashion_mnist_sweep.jsonl``.
-``table`` prints mean +- std over seeds as Markdown; ``runs`` prints the
-``OPT[@SPARSITY]=PATH`` arguments of every recorded run without label noise or
-a longer schedule, the input of Fig. 3.
+A regime is a config (``REGIMES``). Phase ``rho`` trains SAM and SSAM-F at 50 %
+sparsity once (seed 0) at each rho of ``RHO_GRID``; phase ``arms`` trains every
+arm of ``ARMS`` at seeds ``SEEDS`` with the rho that gave SAM the best final
+*validation* accuracy (SSAM arms use SAM's rho, as the paper does). A run is
+identified by its config overrides and seed, so an arm identical to a grid run
+(SAM at the chosen rho, seed 0) is trained once. Runs live in
+``runs/sweeps/<regime>/...``, resume after a kill, and each finished run is
+appended, with its per-epoch metrics and the command that made it, to
+``experiments/results/<regime>_runs.jsonl``; rerunning skips recorded runs.
+``summary`` writes ``experiments/results/<regime>_summary.json`` from that
+file alone. Regime ``augmented`` is the earlier 10-epoch sweep with crop and
+flip (read only: ``table``).
 """
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import pathlib
 import statistics
 import subprocess
 import sys
 
-CONFIG = "experiments/configs/fashion_mnist_small.py"
-RUNS = pathlib.Path("runs/sweep")
-RESULTS = pathlib.Path("experiments/results/fashion_mnist_sweep.jsonl")
+from experiments import statistics_report
+
+RESULTS = pathlib.Path("experiments/results")
+RUNS = pathlib.Path("runs/sweeps")
 SEEDS = (0, 1, 2)
-NUM_EPOCHS = 10
+RHO_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+RHO_SEED = 0
 
-TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
 
-# name: config overrides. Order = priority.
-SETTINGS = {
-    "sgd": {"optimizer": "sgd"},
-    "sam": {"optimizer": "sam"},
-    "ssam-f s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5},
-    "ssam-d s=0.5": {"optimizer": "ssam-d", "sparsity": 0.5},
-    "random s=0.5": {"optimizer": "random", "sparsity": 0.5},
-    "ssam-f s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9},
-    "ssam-d s=0.9": {"optimizer": "ssam-d", "sparsity": 0.9},
-    "random s=0.9": {"optimizer": "random", "sparsity": 0.9},
-    "ssam-f s=0.99": {"optimizer": "ssam-f", "sparsity": 0.99},
-    "ssam-d s=0.99": {"optimizer": "ssam-d", "sparsity": 0.99},
-    "sgd 2x epochs": {"optimizer": "sgd", "num_epochs": 2 * NUM_EPOCHS},
-    "noise0.4 sgd": {"optimizer": "sgd", "label_noise": 0.4},
-    "noise0.4 sam": {"optimizer": "sam", "label_noise": 0.4},
-    "noise0.4 ssam-f s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5, "label_noise": 0.4},
-    "noise0.4 ssam-d s=0.5": {"optimizer": "ssam-d", "sparsity": 0.5, "label_noise": 0.4},
-    # Issue 6's accuracy rows: whole tensors chosen by Fisher, the fast path.
-    "ssam-f tensorwise s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5, **TENSORWISE},
-    "ssam-f tensorwise s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9, **TENSORWISE},
-    # The fast path's <= 1.5x regime: the Fisher choice confined to the last block.
-    "ssam-f tensorwise s=0.9 last block": {"optimizer": "ssam-f", "sparsity": 0.9, **TENSORWISE,
-                                           "perturbed_leaves": "^(Conv_2|BatchNorm_2|Dense_0)/"},
+@dataclasses.dataclass(frozen=True)
+class Regime:
+  config: str
+  description: str
+
+
+REGIMES = {
+    "overfit": Regime("experiments/configs/fashion_mnist_overfit.py",
+                      "R1: clean labels, 10k examples, no augmentation"),
+    "label_noise": Regime("experiments/configs/fashion_mnist_label_noise.py",
+                          "R2: R1 with 40 % symmetric training-label noise"),
+    "augmented": Regime("experiments/configs/fashion_mnist_small.py",
+                        "all 60k examples, crop + flip, 10 epochs"),
 }
 
+# Arms in priority order: name -> config overrides (rho is added from the
+# selection). The rho grid runs use the first two arms' overrides.
+_TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
+ARMS = {
+    "sam": {"optimizer": "sam"},
+    "ssam-f s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5},
+    "sgd": {"optimizer": "sgd"},
+    "ssam-d s=0.5": {"optimizer": "ssam-d", "sparsity": 0.5},
+    "ssam-random s=0.5": {"optimizer": "ssam-random", "sparsity": 0.5},
+    "ssam-f s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9},
+    "ssam-d s=0.9": {"optimizer": "ssam-d", "sparsity": 0.9},
+    "ssam-random s=0.9": {"optimizer": "ssam-random", "sparsity": 0.9},
+    "ssam-f s=0.99": {"optimizer": "ssam-f", "sparsity": 0.99},
+    "ssam-d s=0.99": {"optimizer": "ssam-d", "sparsity": 0.99},
+    "ssam-random s=0.99": {"optimizer": "ssam-random", "sparsity": 0.99},
+    "sgd 2x epochs": {"optimizer": "sgd", "num_epochs": "2x"},
+    "ssam-f tensorwise s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9, **_TENSORWISE},
+    "ssam-f tensorwise s=0.9 last block": {
+        "optimizer": "ssam-f", "sparsity": 0.9, **_TENSORWISE,
+        "perturbed_leaves": "^(Conv_2|BatchNorm_2|Dense_0)/"},
+    "sam 2x weight decay": {"optimizer": "sam", "weight_decay_sam": "2x"},
+}
+RHO_ARMS = ("sam", "ssam-f s=0.5")
 
-def workdir(setting: str, seed: int) -> pathlib.Path:
-  return RUNS / setting.replace(" ", "_").replace("=", "") / f"seed{seed}"
+
+def _config(regime: str):
+  """The regime's config (for the values that "2x" overrides double)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("regime_config",
+                                                REGIMES[regime].config)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
-def command(setting: str, seed: int) -> list[str]:
-  overrides = {"seed": seed, **SETTINGS[setting]}
-  return [sys.executable, "-m", "experiments.main", f"--config={CONFIG}",
-          f"--workdir={workdir(setting, seed)}"] + [
-              f"--config.{key}={value}" for key, value in overrides.items()]
+def overrides_of(regime: str, arm: str, rho: float) -> dict:
+  """The arm's config overrides with "2x" resolved and rho set (if used)."""
+  config = _config(regime)
+  overrides = {key: (2 * config[key] if value == "2x" else value)
+               for key, value in ARMS[arm].items()}
+  if overrides["optimizer"] != "sgd":
+    overrides["rho"] = rho
+  return overrides
 
 
-def epochs_of(setting: str, seed: int) -> list[dict]:
-  metrics = workdir(setting, seed) / "metrics.jsonl"
+def _slug(overrides: dict) -> str:
+  return "_".join(f"{k}={v}" for k, v in sorted(overrides.items())).replace(
+      "/", "").replace("^", "").replace("|", "-").replace("(", "").replace(")", "")
+
+
+def workdir(regime: str, overrides: dict, seed: int) -> pathlib.Path:
+  return RUNS / regime / _slug(overrides) / f"seed{seed}"
+
+
+def command(regime: str, overrides: dict, seed: int) -> list[str]:
+  return [sys.executable, "-m", "experiments.main",
+          f"--config={REGIMES[regime].config}",
+          f"--workdir={workdir(regime, overrides, seed)}"] + [
+              f"--config.{key}={value}"
+              for key, value in {"seed": seed, **overrides}.items()]
+
+
+def results_file(regime: str) -> pathlib.Path:
+  if regime == "augmented":
+    return RESULTS / "fashion_mnist_sweep.jsonl"
+  return RESULTS / f"{regime}_runs.jsonl"
+
+
+def recorded_rows(regime: str) -> list[dict]:
+  """Every finished run of ``regime``, in the order it was recorded."""
+  path = results_file(regime)
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _find(rows: list[dict], overrides: dict, seed: int):
+  return next((r for r in rows if r["overrides"] == overrides
+               and r["seed"] == seed), None)
+
+
+def _epochs(path: pathlib.Path) -> list[dict]:
+  metrics = path / "metrics.jsonl"
   if not metrics.exists():
     return []
-  return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+  return [json.loads(line) for line in metrics.read_text().splitlines() if line]
 
 
-def is_finished(setting: str, seed: int) -> bool:
-  epochs = epochs_of(setting, seed)
-  wanted = SETTINGS[setting].get("num_epochs", NUM_EPOCHS)
-  return bool(epochs) and epochs[-1]["epoch"] >= wanted
-
-
-def recorded_rows() -> list[dict]:
-  """Every finished run appended to ``RESULTS``, in order."""
-  if not RESULTS.exists():
-    return []
-  return [json.loads(line) for line in RESULTS.read_text().splitlines()]
-
-
-def recorded() -> set:
-  return {(r["setting"], r["seed"]) for r in recorded_rows()}
-
-
-def record(setting: str, seed: int) -> None:
-  epochs = epochs_of(setting, seed)
-  row = {"setting": setting, "seed": seed, "overrides": SETTINGS[setting],
-         "test_accuracy": epochs[-1]["test_accuracy"],
-         "train_loss": epochs[-1]["train_loss"],
+def _record(regime: str, arm: str, overrides: dict, seed: int,
+            parallel: int) -> bool:
+  """Appends the finished run to the results file; False if it is unfinished."""
+  config = _config(regime)
+  epochs = _epochs(workdir(regime, overrides, seed))
+  wanted = overrides.get("num_epochs", config.num_epochs)
+  if not epochs or epochs[-1]["epoch"] < wanted:
+    return False
+  last = epochs[-1]
+  row = {"regime": regime, "arm": arm, "seed": seed, "overrides": overrides,
+         **{key: last[key] for key in ("test_accuracy", "validation_accuracy",
+                                       "train_accuracy", "train_loss")},
          "mean_epoch_seconds": statistics.fmean(e["epoch_seconds"] for e in epochs),
-         "command": " ".join(command(setting, seed)[1:]), "epochs": epochs}
-  RESULTS.parent.mkdir(parents=True, exist_ok=True)
-  with RESULTS.open("a") as out:
+         "runs_in_parallel": parallel,
+         "command": " ".join(command(regime, overrides, seed)[1:]),
+         "epochs": epochs}
+  with results_file(regime).open("a") as out:
     out.write(json.dumps(row) + "\n")
+  return True
 
 
-def train(setting: str, seed: int) -> tuple[str, int, int]:
-  log = workdir(setting, seed) / "train.log"
-  log.parent.mkdir(parents=True, exist_ok=True)
-  with log.open("a") as out:
-    code = subprocess.call(command(setting, seed), stdout=out, stderr=subprocess.STDOUT)
-  return setting, seed, code
+def rho_selection(regime: str, arm: str = "sam") -> dict[float, float]:
+  """Final validation accuracy (%) of ``arm`` at each recorded grid rho."""
+  rows = recorded_rows(regime)
+  found = {}
+  for rho in RHO_GRID:
+    row = _find(rows, overrides_of(regime, arm, rho), RHO_SEED)
+    if row is not None:
+      found[rho] = 100 * row["validation_accuracy"]
+  return found
 
 
-def run(parallel: int, only: list[str], seed_major: bool = False) -> None:
-  todo = [(s, seed) for s in SETTINGS if not only or s in only for seed in SEEDS]
-  if seed_major:  # Every setting gets seeds 0 and 1 before any gets seed 2.
-    todo.sort(key=lambda job: job[1] >= 2)
-  done = recorded()
-  for setting, seed in todo:  # Finished earlier but never recorded.
-    if (setting, seed) not in done and is_finished(setting, seed):
-      record(setting, seed)
-  pending = [(s, seed) for s, seed in todo if (s, seed) not in recorded()]
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-    for setting, seed, code in pool.map(lambda job: train(*job), pending):
-      if code == 0 and is_finished(setting, seed):
-        record(setting, seed)
-        print(f"recorded {setting} seed {seed}", flush=True)
-      else:
-        print(f"FAILED {setting} seed {seed} (exit {code}); see its train.log", flush=True)
+def selected_rho(regime: str) -> float:
+  """SAM's rho with the best final validation accuracy (first on a tie)."""
+  grid = rho_selection(regime)
+  if len(grid) < len(RHO_GRID):
+    raise SystemExit(f"{regime}: the rho grid is not finished ({len(grid)} of "
+                     f"{len(RHO_GRID)} SAM runs); run --phase rho first.")
+  return max(RHO_GRID, key=lambda rho: (grid[rho], -RHO_GRID.index(rho)))
 
 
-def table() -> str:
-  rows = recorded_rows()
-  lines = ["| setting | seeds | test accuracy (%) | s / epoch |", "| --- | ---: | ---: | ---: |"]
-  for setting in SETTINGS:
-    runs = [r for r in rows if r["setting"] == setting]
-    if not runs:
+def jobs(regime: str, phase: str, only: list[str]) -> list[tuple[str, dict, int]]:
+  """(arm, overrides, seed) of every run the phase needs, in priority order."""
+  if phase == "rho":
+    return [(arm, overrides_of(regime, arm, rho), RHO_SEED)
+            for arm in RHO_ARMS for rho in RHO_GRID]
+  rho = selected_rho(regime)
+  arms = [arm for arm in ARMS if not only or arm in only]
+  return [(arm, overrides_of(regime, arm, rho), seed)
+          for seed in SEEDS for arm in arms]
+
+
+def run(regime: str, phase: str, parallel: int, only: list[str]) -> None:
+  pending = []
+  for arm, overrides, seed in jobs(regime, phase, only):
+    if _find(recorded_rows(regime), overrides, seed) is not None:
       continue
-    accuracy = [100 * r["test_accuracy"] for r in runs]
-    seconds = [r["mean_epoch_seconds"] for r in runs]
-    spread = f" ± {statistics.stdev(accuracy):.2f}" if len(runs) > 1 else ""
-    lines.append(f"| {setting} | {len(runs)} | {statistics.fmean(accuracy):.2f}{spread} | "
-                 f"{statistics.fmean(seconds):.1f} |")
-  return "\n".join(lines)
+    if any(o == overrides and s == seed for _, o, s in pending):
+      continue
+    if not _record(regime, arm, overrides, seed, parallel):
+      pending.append((arm, overrides, seed))
+
+  def train(job):
+    arm, overrides, seed = job
+    log = workdir(regime, overrides, seed) / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+      code = subprocess.call(command(regime, overrides, seed), stdout=out,
+                             stderr=subprocess.STDOUT)
+    return job, code
+
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    for (arm, overrides, seed), code in pool.map(train, pending):
+      if code == 0 and _record(regime, arm, overrides, seed, parallel):
+        print(f"recorded {regime} {arm} seed {seed}", flush=True)
+      else:
+        print(f"FAILED {regime} {arm} seed {seed} (exit {code}): "
+              f"{workdir(regime, overrides, seed)}/train.log", flush=True)
 
 
-def figure_runs() -> list[str]:
-  """``OPT[@SPARSITY]=PATH`` of each recorded run on the standard schedule."""
+def _rows_by_arm(regime: str) -> dict[str, list[dict]]:
+  """Recorded rows grouped by arm; rows of the rho grid only count as an arm
+  at the selected rho."""
+  rows = recorded_rows(regime)
+  if regime == "augmented":  # legacy records: one name per setting
+    grouped = {}
+    for row in rows:
+      grouped.setdefault(row["setting"], []).append(row)
+    return grouped
+  rho = selected_rho(regime)
+  return {arm: [r for seed in SEEDS
+                if (r := _find(rows, overrides_of(regime, arm, rho), seed))]
+          for arm in ARMS}
+
+
+def table(regime: str) -> str:
+  return statistics_report.markdown_table(_rows_by_arm(regime))
+
+
+def summary(regime: str) -> dict:
+  """The machine-readable summary of a finished (or partial) regime."""
+  config = _config(regime)
+  grouped = _rows_by_arm(regime)
+  return {
+      "regime": regime, "description": REGIMES[regime].description,
+      "config": REGIMES[regime].config,
+      "settings": {key: config[key] for key in (
+          "train_subset", "validation_size", "label_noise", "model",
+          "model_width", "num_epochs", "batch_size", "learning_rate",
+          "weight_decay_sgd", "weight_decay_sam", "num_fisher_samples",
+          "mask_update_epochs", "drop_rate")} | {
+              "augment": config.augment.to_dict()},
+      "rho_grid_seed": RHO_SEED, "selected_rho": selected_rho(regime),
+      "rho_selection": {str(k): v for k, v in rho_selection(regime).items()},
+      "rho_selection_ssam-f s=0.5": {
+          str(k): v for k, v in rho_selection(regime, "ssam-f s=0.5").items()},
+      "arms": statistics_report.arm_statistics(grouped),
+  }
+
+
+def figure_runs(regime: str) -> list[str]:
+  """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
   specs = []
-  for row in recorded_rows():
-    overrides = row["overrides"]
-    if set(overrides) - {"optimizer", "sparsity", *TENSORWISE}:
-      continue  # label noise or a longer schedule: not on the sparsity axis
-    label = overrides["optimizer"]
-    if overrides.get("pattern") == "tensorwise":
-      label += "-tensorwise"
-    if "sparsity" in overrides:
-      label += f"@{overrides['sparsity']}"
-    specs.append(f"{label}={workdir(row['setting'], row['seed'])}")
+  for arm, rows in _rows_by_arm(regime).items():
+    overrides = rows[0]["overrides"] if rows else {}
+    if set(overrides) - {"optimizer", "sparsity", "rho", *_TENSORWISE}:
+      continue  # a longer schedule or an ablation: not on the sparsity axis
+    for row in rows:
+      label = overrides["optimizer"]
+      if overrides.get("pattern") == "tensorwise":
+        label += "-tensorwise"
+      if "sparsity" in overrides:
+        label += f"@{overrides['sparsity']}"
+      specs.append(f"{label}={workdir(regime, row['overrides'], row['seed'])}")
   return specs
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("action", choices=("run", "table", "runs"))
+  parser.add_argument("action", choices=("run", "table", "summary", "runs"))
+  parser.add_argument("--regime", choices=tuple(REGIMES), required=True)
+  parser.add_argument("--phase", choices=("rho", "arms"), default="arms")
   parser.add_argument("--parallel", type=int, default=1)
-  parser.add_argument("--only", default="", help="comma-separated setting names")
-  parser.add_argument("--seed-major", action="store_true",
-                      help="run seeds 0-1 of every setting before any seed 2")
+  parser.add_argument("--only", default="", help="comma-separated arm names")
   args = parser.parse_args(argv)
   if args.action == "run":
-    run(args.parallel, [s for s in args.only.split(",") if s], args.seed_major)
-  print(" ".join(figure_runs()) if args.action == "runs" else table())
+    if args.regime == "augmented":
+      parser.error("the augmented sweep is finished and read only")
+    run(args.regime, args.phase, args.parallel,
+        [s for s in args.only.split(",") if s])
+  elif args.action == "summary":
+    path = RESULTS / f"{args.regime}_summary.json"
+    path.write_text(json.dumps(summary(args.regime), indent=1) + "\n")
+    print(f"wrote {path}")
+  elif args.action == "runs":
+    print(" ".join(figure_runs(args.regime)))
+  else:
+    print(table(args.regime))
 
 
 if __name__ == "__main__":

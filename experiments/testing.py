@@ -22,7 +22,7 @@ TINY_OVERRIDES = {
     "num_epochs": 3,
     "learning_rate": 0.2,  # 24 steps in all: a high rate shows progress
     "model_width": 8,
-    "mask_update_every": 4,
+    "mask_update_epochs": 0.5,  # every 4 steps
     "num_fisher_samples": 16,
     "log_every_steps": 4,
     "checkpoint_every_steps": 0,

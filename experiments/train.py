@@ -161,6 +161,8 @@ class Trainer:
     self.info = input_pipeline.DATASETS[config.dataset]
     self.train_split = input_pipeline.load_split(config, "train")
     self.test_split = input_pipeline.load_split(config, "test")
+    self.validation_split = (input_pipeline.load_split(config, "validation")
+                             if config.validation_size else None)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(
         self.train_split.num_examples, config.batch_size)
     if self.steps_per_epoch == 0:
@@ -168,10 +170,11 @@ class Trainer:
     self.data_parallel = distributed.DataParallel.over_all_devices()
     self.data_parallel.check_divides("batch_size", config.batch_size)
     self.data_parallel.check_divides("eval_batch_size", config.eval_batch_size)
-    self.total_steps = self.steps_per_epoch * config.num_epochs
     self.model = models.create_model(config.model, self.info.num_classes,
                                      config.model_width)
-    self.optimizer = optimizers.create_optimizer(config, self.total_steps)
+    self.optimizer = optimizers.create_optimizer(config, self.steps_per_epoch)
+    self.mask_update_every = optimizers.mask_update_every(config,
+                                                          self.steps_per_epoch)
     num_fisher_samples = (config.num_fisher_samples
                           if optimizers.uses_fisher(config) else 0)
     if num_fisher_samples > config.batch_size:
@@ -271,7 +274,7 @@ class Trainer:
     """
     if not optimizers.is_sparse(self.config):
       return self.train_step(state, batch)
-    refresh = step % self.config.mask_update_every == 0
+    refresh = step % self.mask_update_every == 0
     active = None if refresh or not self.config.fast_path else self._active
     state, metrics = self.train_step(state, batch, active=active,
                                      refresh=refresh)
@@ -288,6 +291,11 @@ class Trainer:
                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                "epoch_seconds": epoch_seconds}
+    if self.validation_split is not None:
+      validation = evaluate(self.eval_step, state, self.validation_split,
+                            self.config, self.data_parallel)
+      metrics["validation_loss"] = validation["loss"]
+      metrics["validation_accuracy"] = validation["accuracy"]
     if optimizers.is_sparse(self.config):
       metrics["mask_density"] = mask_density(state.opt_state)
     return metrics

@@ -15,6 +15,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Use only the first N examples of a split (0 = all). Real data, for smoke runs/tests.
   config.train_subset = 0
   config.test_subset = 0
+  # Examples carved out of the training split (before train_subset is taken)
+  # for model selection, evaluated every epoch. The same examples for every
+  # seed and optimizer: they depend on validation_seed only.
+  config.validation_size = 0
+  config.validation_seed = 0
   # Fraction of training labels replaced by a uniformly random class (may equal the
   # true class), chosen deterministically from `seed`.
   config.label_noise = 0.0
@@ -29,19 +34,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model_width = 0  # only used by the small CNN (0 = its default)
 
   # Optimisation (paper Sec. 5.1).
-  config.optimizer = "ssam-f"  # sgd | sam | ssam-f | ssam-d | random
+  config.optimizer = "ssam-f"  # sgd | sam | ssam-f | ssam-d | ssam-random
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = 200
   config.learning_rate = 0.05  # peak of the cosine schedule
   config.momentum = 0.9
   config.weight_decay_sgd = 5e-4  # used when optimizer == "sgd"
-  config.weight_decay_sam = 1e-3  # used by sam / ssam-* / random
+  config.weight_decay_sam = 1e-3  # used by sam and every ssam-*
   config.rho = 0.1
   # Sparse SAM. The paper does not state T_m or N_F; its code sweeps
   # update_freq in {1, 5} epochs and num_samples in {128, 1024}.
   config.sparsity = 0.5
-  config.mask_update_every = 390  # steps (= one CIFAR epoch at batch 128)
+  # T_m in epochs (fractions allowed); the trainer converts it to steps from
+  # the real steps per epoch, so batch size and train_subset keep it true.
+  config.mask_update_epochs = 1.0
   config.num_fisher_samples = 128  # N_F, taken from the current batch (<= batch_size)
   config.drop_rate = 0.5  # SSAM-D drop ratio alpha, cosine-decayed over training
   config.pattern = "unstructured"  # unstructured | tensorwise | N:M such as "2:4"

@@ -13,5 +13,4 @@ def get_config():
   config.model = "small_cnn"
   config.augment.cutout_size = 0
   config.shuffle_buffer = 60_000
-  config.mask_update_every = 468  # one epoch: 60_000 // 128
   return config

@@ -18,5 +18,4 @@ def get_config():
   config.shuffle_buffer = 16_384
   config.augment.crop_padding = 0  # ImageNet uses random-resized-crop instead
   config.augment.cutout_size = 0
-  config.mask_update_every = 5004  # one epoch: 1_281_167 // 256
   return config
