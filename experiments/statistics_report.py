@@ -72,16 +72,17 @@ def _versus(entry: dict, reference: str) -> str:
 
 
 def markdown_table(rows_by_arm: dict[str, list[dict]]) -> str:
-  """Test/validation/train accuracy (%) per arm, with the SAM and SGD gaps."""
+  """Accuracies (%) per arm, with the SAM and SGD gaps; columns no run
+  recorded are left out."""
   arms = arm_statistics(rows_by_arm)
-  lines = ["| arm | seeds | test (%) | validation (%) | train (%) | "
-           "vs SAM | vs SGD | s / epoch |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+  metrics = [m for m in METRICS if any(m in e for e in arms.values())]
+  names = [m.replace("_accuracy", "") + " (%)" for m in metrics]
+  lines = ["| arm | seeds | " + " | ".join(names) + " | vs SAM | vs SGD | s / epoch |",
+           "| --- | ---: |" + " ---: |" * len(metrics) + " ---: | ---: | ---: |"]
   for arm, entry in arms.items():
+    cells = " | ".join(_cell(entry.get(m)) for m in metrics)
     lines.append(
-        f"| {arm} | {entry['test_accuracy']['n']} | "
-        f"{_cell(entry['test_accuracy'])} | "
-        f"{_cell(entry.get('validation_accuracy'))} | "
-        f"{_cell(entry.get('train_accuracy'))} | {_versus(entry, 'sam')} | "
-        f"{_versus(entry, 'sgd')} | {entry['mean_epoch_seconds']:.1f} |")
+        f"| {arm} | {entry['test_accuracy']['n']} | {cells} | "
+        f"{_versus(entry, 'sam')} | {_versus(entry, 'sgd')} | "
+        f"{entry['mean_epoch_seconds']:.1f} |")
   return "\n".join(lines)

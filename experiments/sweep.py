@@ -5,6 +5,8 @@ r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
   python -m experiments.sweep table --regime overfit
   python -m experiments.sweep summary --regime overfit
   python -m experiments.sweep runs --regime overfit     # Fig. 3 inputs
+  python -m experiments.sweep compare --regime overfit --workdir runs/main_job
+  python -m experiments.sweep export --regime overfit   # seed-0 models, for figures
 
 A regime is a config (``REGIMES``). Phase ``rho`` trains SAM and SSAM-F at 50 %
 sparsity once (seed 0) at each rho of ``RHO_GRID``; phase ``arms`` trains every
@@ -76,6 +78,8 @@ ARMS = {
     "sam 2x weight decay": {"optimizer": "sam", "weight_decay_sam": "2x"},
 }
 RHO_ARMS = ("sam", "ssam-f s=0.5")
+# The arms whose seed-0 models the analyses (Figs. 1, 4, 5) read.
+EXPORTED_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5")
 
 
 def _config(regime: str):
@@ -261,6 +265,44 @@ def summary(regime: str) -> dict:
   }
 
 
+def summary_file(regime: str) -> pathlib.Path:
+  return RESULTS / f"{regime}_summary.json"
+
+
+def compare(regime: str, workdir: str) -> str:
+  """A finished run's final accuracies beside the regime's committed arms."""
+  final = _epochs(pathlib.Path(workdir))[-1]
+  if not summary_file(regime).exists():
+    return (f"This run: test accuracy {100 * final['test_accuracy']:.2f} %. "
+            f"No committed {summary_file(regime)} to compare with.")
+  committed = json.loads(summary_file(regime).read_text())
+  lines = [f"This run ({workdir}, epoch {final['epoch']}): test accuracy "
+           f"{100 * final['test_accuracy']:.2f} %, validation "
+           f"{100 * final.get('validation_accuracy', float('nan')):.2f} %.",
+           f"Committed {committed['description']} "
+           f"(rho {committed['selected_rho']}, {summary_file(regime)}):"]
+  for arm in ("sgd", "sam", "ssam-f s=0.5"):
+    stats = committed["arms"].get(arm, {}).get("test_accuracy")
+    if stats:
+      lines.append(f"  {arm:14s} test accuracy {stats['mean']:.2f} ± "
+                   f"{stats['std']:.2f} % over {stats['n']} seeds")
+  return "\n".join(lines)
+
+
+def exported_model(regime: str, arm: str) -> pathlib.Path:
+  return RESULTS / "models" / regime / (arm.replace(" ", "_").replace("=", "") + "_seed0.msgpack")
+
+
+def export(regime: str) -> list[str]:
+  """Writes the seed-0 models of ``EXPORTED_ARMS`` (params and BatchNorm
+  statistics only) next to the results, for the analyses."""
+  from experiments.analysis import common  # pylint: disable=g-import-not-at-top
+  rho = selected_rho(regime)
+  return [common.export_model(str(workdir(regime, overrides_of(regime, arm, rho), 0)),
+                              str(exported_model(regime, arm)))
+          for arm in EXPORTED_ARMS]
+
+
 def figure_runs(regime: str) -> list[str]:
   """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
   specs = []
@@ -281,11 +323,13 @@ def figure_runs(regime: str) -> list[str]:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("action", choices=("run", "table", "summary", "runs"))
+  parser.add_argument("action", choices=("run", "table", "summary", "runs",
+                                         "compare", "selected-rho", "export"))
   parser.add_argument("--regime", choices=tuple(REGIMES), required=True)
   parser.add_argument("--phase", choices=("rho", "arms"), default="arms")
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated arm names")
+  parser.add_argument("--workdir", help="the run to compare (compare)")
   args = parser.parse_args(argv)
   if args.action == "run":
     if args.regime == "augmented":
@@ -293,9 +337,17 @@ def main(argv=None):
     run(args.regime, args.phase, args.parallel,
         [s for s in args.only.split(",") if s])
   elif args.action == "summary":
-    path = RESULTS / f"{args.regime}_summary.json"
+    path = summary_file(args.regime)
     path.write_text(json.dumps(summary(args.regime), indent=1) + "\n")
     print(f"wrote {path}")
+  elif args.action == "export":
+    print("\n".join(export(args.regime)))
+  elif args.action == "compare":
+    print(compare(args.regime, args.workdir))
+  elif args.action == "selected-rho":  # from the committed summary
+    if not summary_file(args.regime).exists():
+      raise SystemExit(f"no {summary_file(args.regime)}")
+    print(json.loads(summary_file(args.regime).read_text())["selected_rho"])
   elif args.action == "runs":
     print(" ".join(figure_runs(args.regime)))
   else:

@@ -68,7 +68,8 @@ def load_checkpoint(checkpoint_dir: str, name: str,
   parameters.
 
   Args:
-    checkpoint_dir: a run's workdir (``--workdir`` of ``experiments.main``).
+    checkpoint_dir: a run's workdir (``--workdir`` of ``experiments.main``),
+      or a ``.msgpack`` file written by :func:`export_model`.
     name: the label to give the model.
     num_examples: size of the fixed batch the loss is evaluated on.
 
@@ -76,17 +77,23 @@ def load_checkpoint(checkpoint_dir: str, name: str,
     A :class:`TrainedModel`.
   """
   # The training program needs TensorFlow; the demo does not.
+  import flax.serialization  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from experiments import checkpointing, input_pipeline, models  # pylint: disable=g-import-not-at-top
 
-  with open(os.path.join(checkpoint_dir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  checkpointer = checkpointing.Checkpointer(os.path.join(checkpoint_dir, "checkpoints"))
-  latest = checkpointer.latest_step()
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir}/checkpoints.")
-  state = checkpointer.read_state(latest)
-  checkpointer.close()
+  if checkpoint_dir.endswith(".msgpack"):  # an exported model, see export_model
+    with open(checkpoint_dir, "rb") as f:
+      state = flax.serialization.msgpack_restore(f.read())
+    config = ml_collections.ConfigDict(json.loads(state.pop("config")))
+  else:
+    with open(os.path.join(checkpoint_dir, "config.json")) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+    checkpointer = checkpointing.Checkpointer(os.path.join(checkpoint_dir, "checkpoints"))
+    latest = checkpointer.latest_step()
+    if latest is None:
+      raise FileNotFoundError(f"no checkpoint in {checkpoint_dir}/checkpoints.")
+    state = checkpointer.read_state(latest)
+    checkpointer.close()
   info = input_pipeline.DATASETS[config.dataset]
   model = models.create_model(config.model, info.num_classes, config.model_width)
   batch_config = ml_collections.ConfigDict(config.to_dict())
@@ -104,6 +111,29 @@ def load_checkpoint(checkpoint_dir: str, name: str,
 
   return TrainedModel(name, loss_fn, jax.tree.map(jnp.asarray, state["params"]),
                       config.dataset)
+
+
+def export_model(checkpoint_dir: str, path: str) -> str:
+  """Writes a run's final params, BatchNorm statistics and config to one file.
+
+  Small enough to commit (no optimizer state), and :func:`load_checkpoint`
+  reads it as it reads the workdir, so figures on trained models can be
+  regenerated without rerunning the training.
+  """
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+  from experiments import checkpointing  # pylint: disable=g-import-not-at-top
+
+  checkpointer = checkpointing.Checkpointer(os.path.join(checkpoint_dir, "checkpoints"))
+  state = checkpointer.read_state(checkpointer.latest_step())
+  checkpointer.close()
+  with open(os.path.join(checkpoint_dir, "config.json")) as f:
+    config = f.read()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(
+        {"params": state["params"], "batch_stats": state["batch_stats"],
+         "config": config}))
+  return path
 
 
 # ---------------------------------------------------------------- the demo --

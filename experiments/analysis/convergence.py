@@ -22,25 +22,26 @@ import jax
 import numpy as np
 
 from experiments.analysis import common
-from ssam_jax.analysis import convergence
+from experiments.convergence import problem as regression
+from experiments.convergence import rates
 
 import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
 
 
-def compute(problem: convergence.Problem, key, num_steps: int, num_seeds: int,
+def compute(problem: regression.Problem, key, num_steps: int, num_seeds: int,
             eta0: float, rho0: float, sparsity: float, t_min: int = 10,
             optimizers=("sgd", "sam", "ssam"), num_plot_points: int = 400
             ) -> dict:
   """Curves, fits and constants; curves subsampled at log-spaced ``T``."""
   k_run, k_g, k_var, k_l = jax.random.split(key, 4)
-  curves = convergence.convergence_curves(
+  curves = rates.convergence_curves(
       problem, k_run, num_steps, num_seeds, eta0, rho0, optimizers, sparsity,
       t_min)
-  bounds = convergence.analytic_bounds(problem)
-  estimates = convergence.Constants(
-      convergence.estimate_gradient_bound(problem, k_g),
-      convergence.estimate_variance(problem, k_var),
-      convergence.estimate_smoothness(problem, k_l))
+  bounds = regression.analytic_bounds(problem)
+  estimates = regression.Constants(
+      regression.estimate_gradient_bound(problem, k_g),
+      regression.estimate_variance(problem, k_var),
+      regression.estimate_smoothness(problem, k_l))
   t = np.unique(np.geomspace(1, num_steps, num_plot_points).astype(int))
   results = {}
   for name, curve in curves.items():
@@ -49,7 +50,7 @@ def compute(problem: convergence.Problem, key, num_steps: int, num_seeds: int,
         "slope": curve.envelope.slope, "envelope_C": curve.envelope.constant,
         "t_min": curve.envelope.t_min, "loss_decrease": curve.loss_decrease,
         "final_running_average": float(curve.average[-1]),
-        "theorem_constants": convergence.theorem_constants(
+        "theorem_constants": rates.theorem_constants(
             bounds, eta0, rho0, curve.loss_decrease)}
   return {"curves": results, "analytic_bounds": bounds._asdict(),
           "estimates": estimates._asdict(),
@@ -86,7 +87,7 @@ def make_figure(out_dir: str, seed: int = 0, num_steps: int = 10_000,
                 ) -> tuple[str, str]:
   """Writes ``convergence.{png,json}``; returns the paths."""
   k_problem, k_run = jax.random.split(jax.random.key(seed))
-  problem = convergence.make_problem(k_problem, num_examples, dim, batch_size)
+  problem = regression.make_problem(k_problem, num_examples, dim, batch_size)
   results = compute(problem, k_run, num_steps, num_seeds, eta0, rho0, sparsity,
                     optimizers=tuple(optimizers))
   title = (f"Convergence on synthetic robust regression (n={num_examples}, "

@@ -9,12 +9,8 @@ BatchNorm statistics) yourself.
   filter-normalised directions (Fig. 4).
 * :mod:`~ssam_jax.analysis.hessian`: Hessian-vector products, Lanczos top
   eigenvalues and the spectral density (Fig. 5).
-* :mod:`~ssam_jax.analysis.convergence`: a stochastic non-convex problem
-  satisfying Assumptions 1-3, to check the ``O(log T / sqrt(T))`` rate of
-  Theorems 1-2.
 """
 
-from ssam_jax.analysis import convergence
 from ssam_jax.analysis import gradient_ratio
 from ssam_jax.analysis import hessian
 from ssam_jax.analysis import landscape
@@ -27,7 +23,6 @@ from ssam_jax.analysis.landscape import loss_surface
 from ssam_jax.analysis.landscape import random_direction
 
 __all__ = (
-    "convergence",
     "filter_normalize",
     "gradient_ratio",
     "gradient_ratio_statistics",

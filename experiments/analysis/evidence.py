@@ -1,0 +1,103 @@
+r"""Fig. 3 and accuracy against cost for a sweep regime, from committed files.
+
+  python -m experiments.analysis.evidence --regime overfit
+
+Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
+and, when present, ``benchmarks/results/<regime>_arm_cost_cpu.json`` (each
+arm's step time as a ratio to SGD), and writes into
+``experiments/results/figures/<regime>/``:
+
+- ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
+  sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
+- ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against its cost
+  in units of an SGD step.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+from experiments import statistics_report
+from experiments import sweep
+from experiments.analysis import accuracy_vs_sparsity
+from experiments.analysis import common
+
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+
+FIGURES = pathlib.Path("experiments/results/figures")
+MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
+         "ssam-random": "random mask"}
+
+
+def cost_file(regime: str) -> pathlib.Path:
+  return pathlib.Path(f"benchmarks/results/{regime}_arm_cost_cpu.json")
+
+
+def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> dict:
+  """Fig. 3's input, in the format of ``accuracy_vs_sparsity.plot``."""
+  sparse, dense = {}, {}
+  for arm, entry in arms.items():
+    optimizer, _, rest = arm.partition(" ")
+    stats = {**entry[metric], "arm": arm}
+    if optimizer in MASKS and rest.startswith("s="):
+      sparse.setdefault(MASKS[optimizer], []).append(
+          {"sparsity": float(rest[2:]), **stats})
+    elif arm in ("sam", "sgd"):
+      dense[arm.upper()] = stats
+  for points in sparse.values():
+    points.sort(key=lambda p: p["sparsity"])
+  return {"metric": metric, "sparse": sparse, "dense": dense}
+
+
+def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
+  figure, axis = plt.subplots(figsize=(7, 4.5))
+  for point in points:
+    axis.errorbar(point["cost"], point["mean"], yerr=point["std"], marker="o",
+                  capsize=3, linestyle="none")
+    axis.annotate(point["arm"], (point["cost"], point["mean"]), fontsize=6,
+                  xytext=(4, 2), textcoords="offset points")
+  axis.set_xlabel("cost per step (x SGD step time, same machine)")
+  axis.set_ylabel("test accuracy (%)")
+  axis.set_title(title)
+  return common.save_figure(figure, path)
+
+
+def make_figures(regime: str) -> list[str]:
+  arms = statistics_report.arm_statistics(sweep._rows_by_arm(regime))  # pylint: disable=protected-access
+  out = FIGURES / regime
+  out.mkdir(parents=True, exist_ok=True)
+  title = sweep.REGIMES[regime].description
+  results = accuracy_vs_sparsity_results(arms)
+  paths = [accuracy_vs_sparsity.plot(
+      results, str(out / "fig3_accuracy_vs_sparsity.png"), title)]
+  paths.append(common.write_json(
+      str(out / "fig3_accuracy_vs_sparsity.json"),
+      {"figure": "Fig. 3 accuracy vs sparsity", "regime": regime,
+       "source": str(sweep.results_file(regime)),
+       "std": "sample std over seeds (ddof 1)", **results}))
+  if cost_file(regime).exists():
+    costs = json.loads(cost_file(regime).read_text())["arms"]
+    points = [{"arm": arm, "cost": costs[arm]["ratio_to_sgd"],
+               **entry["test_accuracy"]}
+              for arm, entry in arms.items() if arm in costs]
+    paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),
+                                       title))
+    paths.append(common.write_json(str(out / "accuracy_vs_cost.json"), {
+        "regime": regime, "cost_source": str(cost_file(regime)),
+        "accuracy_source": str(sweep.results_file(regime)), "points": points}))
+  return paths
+
+
+def main(argv=None) -> list[str]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--regime", choices=("overfit", "label_noise"), required=True)
+  args = parser.parse_args(argv)
+  paths = make_figures(args.regime)
+  print("\n".join(paths))
+  return paths
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,187 @@
+"""The train step every program here runs, and the host-side refresh plan.
+
+One step serves SGD, SAM, SSAM-F/D, the random-mask control and the
+tensor-wise fast path: the optimizers share Optax's extra-arguments contract,
+so the step always passes ``grad_fn`` (and ``fisher_fn`` when the optimizer
+ranks by the Fisher), and each optimizer ignores what it does not use.
+
+BatchNorm and SAM: the step runs the model once at ``w`` in train mode; that
+pass gives the loss, the gradient and the new model state (running
+statistics). The perturbed pass inside ``grad_fn`` (at ``w + eps``) also
+normalises with batch statistics, but its model state is discarded, so
+running statistics only ever come from unperturbed passes.
+
+Fisher (SSAM-F): per-example losses use the model in eval mode, with the
+current running statistics. Train mode is ill-defined for one example (its
+batch variance is zero), and the running statistics are what the model uses
+at test time.
+
+The step is not jitted, sharded or donated here: the trainer, the benchmarks
+and the analyses do that as they need.
+"""
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import optax
+
+import ssam_jax
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+
+
+class LossFns(NamedTuple):
+  """The losses a train step needs.
+
+  Attributes:
+    batch_loss: ``(params, model_state, batch) -> (loss, (model_state,
+      logits))``, the mean loss of the batch and the model state after the
+      pass (``model_state`` may be ``None`` for stateless models).
+    example_loss: ``(params, model_state, example) -> loss`` of one example,
+      for the empirical Fisher; ``None`` when no optimizer needs it.
+  """
+
+  batch_loss: Callable[..., tuple[jax.Array, tuple[PyTree, jax.Array]]]
+  example_loss: Optional[Callable[..., jax.Array]] = None
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy with integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def flax_loss_fns(model, image_key: str = "image",
+                  label_key: str = "label") -> LossFns:
+  """Cross-entropy losses of a Flax linen model with BatchNorm statistics.
+
+  ``model_state`` is the ``batch_stats`` collection: the batch loss runs in
+  train mode and returns the updated statistics, the example loss runs in
+  eval mode (see the module docstring).
+  """
+
+  def batch_loss(params, batch_stats, batch):
+    logits, mutated = model.apply(
+        {"params": params, "batch_stats": batch_stats}, batch[image_key],
+        train=True, mutable=["batch_stats"])
+    loss = cross_entropy(logits, batch[label_key]).mean()
+    return loss, (mutated["batch_stats"], logits)
+
+  def example_loss(params, batch_stats, example):
+    logits = model.apply({"params": params, "batch_stats": batch_stats},
+                         example[image_key][None], train=False)
+    return cross_entropy(logits, example[label_key][None])[0]
+
+  return LossFns(batch_loss, example_loss)
+
+
+def stateless_loss_fns(loss: Callable[[PyTree, Batch], jax.Array],
+                       example_loss: Optional[Callable] = None) -> LossFns:
+  """``LossFns`` of ``loss(params, batch)`` for models without state.
+
+  ``example_loss(params, example)``, if given, is the loss of one example
+  (the Fisher's); the model state is ``None`` and the logits are not kept.
+  """
+
+  def batch_loss(params, model_state, batch):
+    return loss(params, batch), (model_state, None)
+
+  wrapped_example_loss = None
+  if example_loss is not None:
+    wrapped_example_loss = lambda params, _, example: example_loss(params, example)
+  return LossFns(batch_loss, wrapped_example_loss)
+
+
+class StepOutput(NamedTuple):
+  params: PyTree
+  opt_state: optax.OptState
+  model_state: PyTree
+  loss: jax.Array
+  logits: Optional[jax.Array]
+
+
+def make_train_step(loss_fns: LossFns, optimizer: optax.GradientTransformationExtraArgs,
+                    *, num_fisher_samples: int = 0, fisher_chunk_size: int = 32,
+                    fisher_unroll: int | bool = 1) -> Callable[..., StepOutput]:
+  """Builds ``step(params, opt_state, model_state, batch, *, perturbed, refresh)``.
+
+  Args:
+    loss_fns: the losses.
+    optimizer: any optimizer whose ``update`` takes (or ignores) ``grad_fn``
+      and ``fisher_fn``: ``optax.with_extra_args_support(...)``,
+      :func:`ssam_jax.sam`, :func:`ssam_jax.ssam`.
+    num_fisher_samples: ``N_F`` > 0 passes a ``fisher_fn`` over the first
+      ``N_F`` examples of the batch (SSAM-F); 0 passes none.
+    fisher_chunk_size: examples per vectorised chunk of the Fisher.
+    fisher_unroll: ``unroll`` of :func:`ssam_jax.empirical_fisher`.
+
+  Returns:
+    The step. ``perturbed`` (static: one bool per params leaf) takes the first
+    gradient of those leaves only, the tensor-wise fast path; ``refresh``
+    (static bool, SSAM only) says whether this step refreshes the mask,
+    ``None`` leaves it to the optimizer's own schedule.
+  """
+  if num_fisher_samples and loss_fns.example_loss is None:
+    raise ValueError("num_fisher_samples > 0 needs loss_fns.example_loss.")
+
+  def step(params, opt_state, model_state, batch, *, perturbed=None,
+           refresh=None) -> StepOutput:
+    def loss_and_aux(p):
+      return loss_fns.batch_loss(p, model_state, batch)
+
+    def perturbed_grad(p):  # the model state of this pass is discarded
+      return jax.grad(lambda q: loss_and_aux(q)[0])(p)
+
+    value_and_grad = (
+        jax.value_and_grad(loss_and_aux, has_aux=True) if perturbed is None
+        else ssam_jax.value_and_partial_grad(loss_and_aux, perturbed,
+                                             has_aux=True))
+    (loss, (new_model_state, logits)), grads = value_and_grad(params)
+    extra_args = {} if refresh is None else {"refresh": refresh}
+    if num_fisher_samples:
+      extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
+          lambda p, example: loss_fns.example_loss(p, model_state, example),
+          batch, num_samples=num_fisher_samples, chunk_size=fisher_chunk_size,
+          unroll=fisher_unroll)
+    updates, opt_state = optimizer.update(grads, opt_state, params,
+                                          grad_fn=perturbed_grad, **extra_args)
+    return StepOutput(optax.apply_updates(params, updates), opt_state,
+                      new_model_state, loss, logits)
+
+  return step
+
+
+class RefreshPlan:
+  """Which static arguments each step of a sparse optimizer is compiled with.
+
+  Whether step ``t`` refreshes the mask (``t % mask_update_every == 0``, the
+  optimizer's own count) is decided on the host and passed as a static
+  ``refresh``: two compiled steps instead of a ``lax.cond`` in one. XLA:CPU
+  runs convolutions inside control flow several times slower
+  (``python -m benchmarks.control_flow``; jax-ml/jax#12868), and an untaken
+  branch is not free either.
+
+  With the fast path, the perturbed tensors are static for ``jit`` (one
+  compilation per distinct set), so they are read from the optimizer state
+  after every full-gradient step: mask refreshes, and the first step this
+  plan sees (of a fresh or resumed run).
+  """
+
+  def __init__(self, mask_update_every: Optional[int], fast_path: bool = False):
+    """``mask_update_every=None``: a dense optimizer, no static arguments."""
+    self.mask_update_every = mask_update_every
+    self.fast_path = fast_path
+    self._perturbed = None  # not known until a full-gradient step
+
+  def step_kwargs(self, step: int) -> dict:
+    """The static keyword arguments of the step whose optimizer count is ``step``."""
+    if self.mask_update_every is None:
+      return {}
+    refresh = step % self.mask_update_every == 0
+    perturbed = None if refresh or not self.fast_path else self._perturbed
+    return {"refresh": refresh, "perturbed": perturbed}
+
+  def after_step(self, opt_state: optax.OptState, step_kwargs: dict) -> None:
+    """Reads the perturbed tensors after a full-gradient fast-path step."""
+    if self.fast_path and step_kwargs.get("perturbed") is None:
+      self._perturbed = ssam_jax.perturbed_tensors(opt_state)
