@@ -8,10 +8,12 @@ r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
   python -m experiments.sweep compare --regime overfit --workdir runs/main_job
   python -m experiments.sweep export --regime overfit   # seed-0 models, for figures
 
-A regime is a config (``REGIMES``). Phase ``rho`` trains SAM and SSAM-F at 50 %
-sparsity once (seed 0) at each rho of ``RHO_GRID``; phase ``arms`` trains every
-arm of ``ARMS`` at seeds ``SEEDS`` with the rho that gave SAM the best final
-*validation* accuracy (SSAM arms use SAM's rho, as the paper does). A run is
+A regime is a config (``REGIMES``). Phase ``rho`` trains SAM once (seed 0) at
+each rho of ``RHO_GRID``; phase ``arms`` trains every arm of ``ARMS`` at seeds
+``SEEDS`` with the rho that gave SAM the best final *validation* accuracy
+(SSAM arms use SAM's rho, as the paper does), the ``CORE_ARMS`` first; phase
+``rho-ssam`` trains SSAM-F at 50 % sparsity on the same grid, to measure
+whether SSAM would prefer another rho. A run is
 identified by its config overrides and seed, so an arm identical to a grid run
 (SAM at the chosen rho, seed 0) is trained once. Runs live in
 ``runs/sweeps/<regime>/...``, resume after a kill, and each finished run is
@@ -77,7 +79,8 @@ ARMS = {
         "perturbed_leaves": "^(Conv_2|BatchNorm_2|Dense_0)/"},
     "sam 2x weight decay": {"optimizer": "sam", "weight_decay_sam": "2x"},
 }
-RHO_ARMS = ("sam", "ssam-f s=0.5")
+# The arms that answer the main question, trained at every seed before the rest.
+CORE_ARMS = ("sam", "sgd", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5")
 # The arms whose seed-0 models the analyses (Figs. 1, 4, 5) read.
 EXPORTED_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5")
 
@@ -188,13 +191,14 @@ def selected_rho(regime: str) -> float:
 
 def jobs(regime: str, phase: str, only: list[str]) -> list[tuple[str, dict, int]]:
   """(arm, overrides, seed) of every run the phase needs, in priority order."""
-  if phase == "rho":
-    return [(arm, overrides_of(regime, arm, rho), RHO_SEED)
-            for arm in RHO_ARMS for rho in RHO_GRID]
+  if phase in ("rho", "rho-ssam"):
+    arm = "sam" if phase == "rho" else "ssam-f s=0.5"
+    return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for rho in RHO_GRID]
   rho = selected_rho(regime)
   arms = [arm for arm in ARMS if not only or arm in only]
+  groups = ([a for a in arms if a in CORE_ARMS], [a for a in arms if a not in CORE_ARMS])
   return [(arm, overrides_of(regime, arm, rho), seed)
-          for seed in SEEDS for arm in arms]
+          for group in groups for seed in SEEDS for arm in group]
 
 
 def run(regime: str, phase: str, parallel: int, only: list[str]) -> None:
@@ -326,7 +330,7 @@ def main(argv=None):
   parser.add_argument("action", choices=("run", "table", "summary", "runs",
                                          "compare", "selected-rho", "export"))
   parser.add_argument("--regime", choices=tuple(REGIMES), required=True)
-  parser.add_argument("--phase", choices=("rho", "arms"), default="arms")
+  parser.add_argument("--phase", choices=("rho", "arms", "rho-ssam"), default="arms")
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated arm names")
   parser.add_argument("--workdir", help="the run to compare (compare)")
