@@ -43,7 +43,7 @@ def _epoch_runner(regime: str, arm: str, rho: float, workdir: str):
     nonlocal state
     start = time.perf_counter()
     for step, batch in enumerate(batches):
-      state, _ = trainer._step(state, batch, step)  # pylint: disable=protected-access
+      state, _ = trainer.step(state, batch, step)
     jax.block_until_ready(state)
     return time.perf_counter() - start
 

@@ -29,11 +29,11 @@ NUM_EXAMPLES, CHUNK_SIZE = 128, 32
 def fisher_variants():
   model = models.create_model("small_cnn", 10)
   bench = harness.ModelBench(model, (28, 28, 1), 10, NUM_EXAMPLES)
-  batch = {"image": bench.images, "label": bench.labels}
+  batch = bench.batch
 
   def fisher(params, unroll):
     return ssam_jax.empirical_fisher(
-        lambda p, ex: bench.example_loss(p, bench.batch_stats, ex), batch,
+        lambda p, ex: bench.loss_fns.example_loss(p, bench.batch_stats, ex), batch,
         num_samples=NUM_EXAMPLES, chunk_size=CHUNK_SIZE, unroll=unroll)(params)
 
   def in_cond(unroll):  # a traced predicate, as ssam's count % T_m == 0

@@ -32,8 +32,7 @@ def main(argv=None):
       benches[batch] = (bench, harness.median_time(sgd.call, args.repetitions)["median_s"])
     bench, sgd_seconds = benches[batch]
     fisher_fn = jax.jit(ssam_jax.empirical_fisher(
-        lambda p, ex: bench.example_loss(p, bench.batch_stats, ex),
-        {"image": bench.images, "label": bench.labels},
+        lambda p, ex: bench.loss_fns.example_loss(p, bench.batch_stats, ex), bench.batch,
         num_samples=num_samples, chunk_size=chunk_size, unroll=True))
     fisher_seconds = harness.median_time(lambda: fisher_fn(bench.params),
                                          args.repetitions)["median_s"]

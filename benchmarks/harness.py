@@ -21,6 +21,7 @@ import optax
 import ssam_jax
 from ssam_jax import leaf_filters
 from experiments import optimizers
+from experiments import steps
 
 LEARNING_RATE, MOMENTUM, RHO, NUM_FISHER_SAMPLES = 0.05, 0.9, 0.1, 128
 NO_REFRESH = 10**9  # mask_update_every for timing steps without a refresh
@@ -51,7 +52,7 @@ class OptimizerSpec:
       return optax.contrib.sam(base, adversary, sync_period=2, opaque_mode=True)
     if self.kind == "sam":
       return ssam_jax.sam(base, RHO)
-    mask = {"fisher": lambda: ssam_jax.fisher_mask(accumulate=False),
+    mask = {"fisher": lambda: ssam_jax.fisher_mask(),
             "dynamic": lambda: ssam_jax.dynamic_mask(0.5, total_steps=10_000),
             "random": ssam_jax.random_mask}[self.mask]()
     return ssam_jax.ssam(base, RHO, self.sparsity, mask=mask, pattern=self.pattern,
@@ -85,64 +86,59 @@ def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
   return specs
 
 
+def _two_argument_grad_fn(optimizer) -> optax.GradientTransformationExtraArgs:
+  """``optax.contrib.sam`` calls ``grad_fn(params, state)``; the shared step
+  passes ``grad_fn(params)``."""
+
+  def update_fn(updates, state, params=None, *, grad_fn, **extra_args):
+    del extra_args
+    return optimizer.update(updates, state, params,
+                            grad_fn=lambda p, _: grad_fn(p))
+
+  return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)
+
+
 class ModelBench:
-  """A Flax model with random inputs, and the steps of every optimizer on it."""
+  """A Flax model with a random batch, and the train step of any optimizer on it.
+
+  The step is the training program's (``experiments.steps``); inputs are
+  random tensors of the dataset's shape, since step time does not depend on
+  their values.
+  """
 
   def __init__(self, model, input_shape, num_classes, batch_size, seed=0):
     self.model = model
     key_init, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
-    self.images = jax.random.normal(key_x, (batch_size,) + tuple(input_shape))
-    self.labels = jax.random.randint(key_y, (batch_size,), 0, num_classes)
-    variables = model.init(key_init, self.images[:1], train=False)
+    self.batch = {
+        "image": jax.random.normal(key_x, (batch_size,) + tuple(input_shape)),
+        "label": jax.random.randint(key_y, (batch_size,), 0, num_classes)}
+    variables = model.init(key_init, self.batch["image"][:1], train=False)
     self.params, self.batch_stats = variables["params"], variables["batch_stats"]
     self.num_params = sum(p.size for p in jax.tree.leaves(self.params))
+    self.loss_fns = steps.flax_loss_fns(model)
 
-  def loss(self, params, batch_stats, images, labels):
-    logits, new_state = self.model.apply(
-        {"params": params, "batch_stats": batch_stats}, images, train=True,
-        mutable=["batch_stats"])
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return ce, new_state["batch_stats"]
-
-  def example_loss(self, params, batch_stats, example):
-    logits = self.model.apply({"params": params, "batch_stats": batch_stats},
-                              example["image"][None], train=False)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, example["label"][None])[0]
-
-  def make_step(self, spec: OptimizerSpec, opt, active: Optional[tuple] = None,
+  def make_step(self, spec: OptimizerSpec, opt, perturbed: Optional[tuple] = None,
                 refresh: Optional[bool] = None, trace_counter: Optional[list] = None):
-    """The jitted train step of ``spec``; ``active`` selects the fast path.
+    """The jitted train step of ``spec`` with donated params and states.
 
-    ``refresh`` is passed to ``update`` as is (static, or ``None`` for the
-    traced schedule). Each trace appends to ``trace_counter``, so retracing
-    can be asserted.
+    ``perturbed`` selects the fast path; ``refresh`` is static, or ``None``
+    for the optimizer's traced schedule. Each trace appends to
+    ``trace_counter``, so retracing can be asserted.
     """
+    if spec.kind == "contrib_sam":
+      opt = _two_argument_grad_fn(opt)
+    uses_fisher = spec.kind == "ssam" and spec.mask == "fisher"
+    train_step = steps.make_train_step(
+        self.loss_fns, opt, fisher_unroll=optimizers.fisher_unroll(),
+        num_fisher_samples=(min(NUM_FISHER_SAMPLES, len(self.batch["label"]))
+                            if uses_fisher else 0))
 
-    def step(params, opt_state, batch_stats, images, labels):
+    def step(params, opt_state, batch_stats, batch):
       if trace_counter is not None:
-        trace_counter.append(active)
-      loss_of_params = lambda p: self.loss(p, batch_stats, images, labels)
-      if active is None:
-        (loss, new_stats), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params)
-      else:
-        (loss, new_stats), grads = ssam_jax.value_and_partial_grad(
-            loss_of_params, active, has_aux=True)(params)
-      perturbed_grad = jax.grad(lambda p: loss_of_params(p)[0])
-      extra = {}
-      if spec.kind == "contrib_sam":
-        extra["grad_fn"] = lambda p, _: perturbed_grad(p)
-      elif spec.kind in ("sam", "ssam"):
-        extra["grad_fn"] = perturbed_grad
-      if spec.kind == "ssam" and spec.mask == "fisher":
-        extra["fisher_fn"] = ssam_jax.empirical_fisher(
-            lambda p, ex: self.example_loss(p, batch_stats, ex),
-            {"image": images, "label": labels},
-            num_samples=min(NUM_FISHER_SAMPLES, images.shape[0]),
-            unroll=optimizers.fisher_unroll())
-      if spec.kind == "ssam":
-        extra["refresh"] = refresh
-      updates, opt_state = opt.update(grads, opt_state, params, **extra)
-      return optax.apply_updates(params, updates), opt_state, new_stats, loss
+        trace_counter.append(perturbed)
+      out = train_step(params, opt_state, batch_stats, batch, perturbed=perturbed,
+                       refresh=refresh if spec.kind == "ssam" else None)
+      return out.params, out.opt_state, out.model_state, out.loss
 
     return jax.jit(step, donate_argnums=(0, 1, 2))
 
@@ -184,13 +180,13 @@ class RunningStep:
     self.step = bench.make_step(spec, self.opt, refresh=True if static else None,
                                 trace_counter=self.traces)
     self.call()
-    self.active = ssam_jax.perturbed_tensors(self.args[1]) if spec.fast_path else None
-    self.perturbed_leaf_names = [] if self.active is None else [
-        path for path, active in zip(leaf_filters.leaf_paths(bench.params), self.active) if active]
+    self.perturbed = ssam_jax.perturbed_tensors(self.args[1]) if spec.fast_path else None
+    self.perturbed_leaf_names = [] if self.perturbed is None else [
+        path for path, active in zip(leaf_filters.leaf_paths(bench.params), self.perturbed) if active]
     timed_refresh = (spec.mask_update_every == 1) if static else None
     self.expected_traces = 1
-    if self.active is not None or timed_refresh is False:
-      self.step = bench.make_step(spec, self.opt, self.active, refresh=timed_refresh,
+    if self.perturbed is not None or timed_refresh is False:
+      self.step = bench.make_step(spec, self.opt, self.perturbed, refresh=timed_refresh,
                                   trace_counter=self.traces)
       self.expected_traces = 2
     self.call()
@@ -205,17 +201,17 @@ class RunningStep:
     which does identical work on steps without a refresh, is analysed.
     """
     spec, step = self.spec, self.step
-    args = self.args + [self.bench.images, self.bench.labels]
+    args = self.args + [self.bench.batch]
     if spec.kind == "ssam" and not spec.static_refresh:
       spec = dataclasses.replace(spec, mask="random")
       opt = spec.build()
       args = list(self.bench.fresh_inputs(opt)) + args[3:]
-      step = self.bench.make_step(spec, opt, self.active)
+      step = self.bench.make_step(spec, opt, self.perturbed)
     return compiled_costs(step, args)
 
   def call(self) -> float:
     start = time.perf_counter()
-    params, state, stats, loss = self.step(*self.args, self.bench.images, self.bench.labels)
+    params, state, stats, loss = self.step(*self.args, self.bench.batch)
     jax.block_until_ready(loss)
     self.args = [params, state, stats]
     return time.perf_counter() - start

@@ -1,7 +1,10 @@
-"""Writes docs/results.md from the committed results files, so numbers cannot drift.
+"""Writes docs/results.md and README.md's results table from the committed results.
 
-  python docs/generate_results.py          # rewrite docs/results.md
-  python docs/generate_results.py --check  # exit 1 if it is out of date
+  python docs/generate_results.py          # rewrite both
+  python docs/generate_results.py --check  # exit 1 if either is out of date
+
+README.md's table sits between the markers ``<!-- RESULTS TABLE -->`` and
+``<!-- END RESULTS TABLE -->``; nothing else in the README is touched.
 
 Sources: ``experiments/results/<regime>_summary.json`` (made by
 ``python -m experiments.sweep summary --regime <regime>`` from the per-run
@@ -21,6 +24,8 @@ from experiments import statistics_report  # pylint: disable=g-import-not-at-top
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OUT = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->"
 RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
 REGIMES = ("overfit", "label_noise")
@@ -177,18 +182,42 @@ def render() -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
+def readme_table() -> str:
+  """The README's results block: the headline arms of the overfitting regime."""
+  summary = load_summary("overfit")
+  if summary is None:
+    return "No results are committed yet; see docs/results.md."
+  seeds = sorted({n for entry in summary["arms"].values()
+                  for n in [entry["test_accuracy"]["n"]]})
+  return (f"Real Fashion-MNIST, {summary['description'].split(': ', 1)[-1]}, "
+          f"{summary['settings']['num_epochs']} epochs, rho {summary['selected_rho']} "
+          f"chosen on validation; test accuracy, mean ± std over "
+          f"{'/'.join(map(str, seeds))} seeds; gaps with their standard error "
+          f"(within {statistics_report.TIE_SE:g} SE: a tie).\n\n" + headline_table(summary))
+
+
+def render_readme(readme: str) -> str:
+  start, end = readme.index(README_START), readme.index(README_END)
+  return (readme[:start + len(README_START)] + "\n\n" + readme_table() + "\n\n"
+          + readme[end:])
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--check", action="store_true")
   args = parser.parse_args(argv)
-  text = render()
+  outputs = {OUT: render()}
+  if README.exists() and README_START in README.read_text():
+    outputs[README] = render_readme(README.read_text())
+  stale = [path for path, text in outputs.items()
+           if not path.exists() or path.read_text() != text]
   if args.check:
-    if not OUT.exists() or OUT.read_text() != text:
-      print(f"{OUT} is out of date: run python docs/generate_results.py")
-      return 1
-    return 0
-  OUT.write_text(text)
-  print(f"wrote {OUT}")
+    for path in stale:
+      print(f"{path} is out of date: run python docs/generate_results.py")
+    return 1 if stale else 0
+  for path in stale:
+    path.write_text(outputs[path])
+    print(f"wrote {path}")
   return 0
 
 

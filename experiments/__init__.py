@@ -1,8 +1,14 @@
 """Training program for Sparse SAM experiments, in the layout of the Flax examples.
 
-Modules: ``configs/`` (ml_collections configs), ``input_pipeline`` (tf.data/tfds),
-``models`` (flax.linen), ``optimizers`` (SGD/SAM/SSAM from the config),
-``train`` (train/eval steps and loop), ``checkpointing`` (orbax),
-``reporting`` (metrics.jsonl and TensorBoard), ``main`` (CLI), ``benchmark``
-(input pipeline vs. train step throughput) and ``testing`` (test helpers).
+Modules: ``configs/`` (ml_collections configs), ``input_pipeline`` (tf.data/tfds,
+validation split), ``models`` (flax.linen), ``optimizers`` (SGD/SAM/SSAM from
+the config), ``steps`` (the one train step and the refresh plan), ``train``
+(the training loop), ``checkpointing`` (orbax, with checksums),
+``config_validation``, ``workdir_guard``, ``divergence`` and ``errors`` (a
+run's guards and their one-line errors), ``reporting`` (metrics.jsonl,
+TensorBoard, console), ``main`` (CLI), ``distributed`` (multi-process data
+parallelism), ``benchmark`` (input pipeline vs. train step throughput),
+``sweep`` and ``statistics_report`` (the evidence sweeps), ``convergence``
+(the Theorems 1-2 check), ``tiny_mlp`` (the demo and test model) and
+``analysis/`` (the paper's figures).
 """

@@ -3,8 +3,16 @@ r"""Command line entry point.
   python -m experiments.main --config experiments/configs/fashion_mnist.py \
       --workdir runs/fmnist_ssamf --config.optimizer=ssam-f --config.num_epochs=5
 
-Re-running the same command continues a killed run from its latest checkpoint
-(``--noresume`` refuses to touch a workdir that already has checkpoints).
+Re-running the same command continues a killed run from its newest intact
+checkpoint (``--noresume`` refuses to touch a workdir that already has
+checkpoints). A workdir serves one run at a time, and a resumed run must use
+the config its checkpoints were made with, except for the keys named in
+``--allow_config_change`` (e.g. ``--allow_config_change=num_epochs``).
+
+A mistake in the flags or the config, a busy workdir or a refused resume ends
+with one ``Error:`` line on stderr and exit status 2; a diverged run or a
+workdir without an intact checkpoint with one line and exit status 1. Other
+failures keep their traceback.
 
 Training is data parallel over all devices. Several processes (hosts) join one
 job with ``--distributed`` (settings detected on Cloud TPU, SLURM, Open MPI)
@@ -19,8 +27,12 @@ All processes need the same ``--workdir`` on a shared file system.
 """
 
 import os
+import sys
+import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+# Before TensorFlow loads: no C++ info/warning lines, no oneDNN notice.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -30,7 +42,10 @@ import jax
 import tensorflow as tf
 
 from experiments import distributed
+from experiments import errors
+from experiments import input_pipeline
 from experiments import train
+from experiments import workdir_guard
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file in experiments/configs/.",
@@ -39,6 +54,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Directory for checkpoints and metrics.")
 _RESUME = flags.DEFINE_bool("resume", True,
                             "Continue from the latest checkpoint in workdir.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
+    "allow_config_change", [], "Config keys (e.g. num_epochs,"
+    "checkpoint_every_steps) that may differ from the config the workdir's "
+    "checkpoints were made with; the change is recorded in "
+    "workdir/config_history.jsonl.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process job with the settings "
     "jax.distributed.initialize() detects (Cloud TPU, SLURM, Open MPI, ...).")
@@ -55,8 +75,43 @@ _CPU_DEVICES = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _exit_with(message: str, code: int) -> None:
+  print(f"Error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every mistake (an unknown or mistyped
+  ``--config.KEY`` included) answered by one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _exit_with(str(error).replace("\n", " "), 2)
+  except (AttributeError, KeyError) as error:  # from ml_collections
+    key = str(error).strip("\"'")
+    given = [arg.split("=")[0] for arg in argv
+             if arg.split("=")[0].endswith(f".{key}")]
+    _exit_with(f"{(given or [key])[0]}: no such key in the config.", 2)
+  except (TypeError, ValueError) as error:  # from ml_collections
+    _exit_with(f"invalid --config override: {error}", 2)
+
+
+def quiet_libraries() -> None:
+  """Silences the INFO and WARNING chatter of absl, tfds, TensorFlow and
+  orbax (e.g. tfds' "has no dataset_info.json" for the offline IDX files)."""
+  logging.set_verbosity(logging.ERROR)
+  tf.get_logger().setLevel("ERROR")
+  # Narrow filters for known, harmless Python warnings of those libraries.
+  for module in ("tensorflow_datasets", "orbax", "tensorflow"):
+    warnings.filterwarnings("ignore", category=DeprecationWarning,
+                            module=module)
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    _exit_with(f"unexpected arguments {argv[1:]}; flags look like "
+               "--config.num_epochs=5.", 2)
+  quiet_libraries()
   try:
     distributed.initialize(auto_detect=_DISTRIBUTED.value,
                            coordinator_address=_COORDINATOR_ADDRESS.value,
@@ -64,16 +119,29 @@ def main(argv):
                            process_id=_PROCESS_ID.value,
                            cpu_devices=_CPU_DEVICES.value)
   except ValueError as error:
-    raise app.UsageError(str(error)) from error
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  # tf.data only; keep TensorFlow away from any accelerator JAX uses.
-  tf.config.set_visible_devices([], "GPU")
+    _exit_with(str(error), 2)
+  config = _CONFIG.value
+  unknown = [key for key in _ALLOW_CONFIG_CHANGE.value
+             if key not in workdir_guard.flat_config(config)]
+  if unknown:
+    _exit_with(f"--allow_config_change names unknown config keys: "
+               f"{', '.join(unknown)}.", 2)
+  try:  # tf.data only; keep TensorFlow away from any accelerator JAX uses.
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TensorFlow already runs (main called in-process)
+    pass
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    # A resumed run reuses the compiled steps (about a minute on 2 CPU cores).
+    # A resumed run reuses the compiled steps.
     jax.config.update("jax_compilation_cache_dir",
                       os.path.join(_WORKDIR.value, "jax_cache"))
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value,
+                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  except errors.RunError as error:
+    _exit_with(str(error), error.exit_code)
+  except input_pipeline.DatasetNotFoundError as error:
+    _exit_with(str(error), 2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -64,6 +64,10 @@ def create_optimizer(config,
   schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
   base = optax.chain(optax.add_decayed_weights(weight_decay(config)),
                      optax.sgd(schedule, momentum=config.momentum))
+  if config.get("skip_nonfinite_steps"):
+    # Inside the SAM/SSAM wrapper it checks the sharpness-aware gradient that
+    # is applied; wrapped around the outside it would check only the first.
+    base = optax.apply_if_finite(base, config.skip_nonfinite_steps)
   if config.optimizer == "sgd":
     return optax.with_extra_args_support(base)  # ignores grad_fn
   if config.optimizer == "sam":
@@ -94,8 +98,7 @@ def check_fast_path(config) -> None:
 
 def _mask_strategy(config, total_steps: int) -> ssam_jax.MaskStrategy:
   if config.optimizer == "ssam-f":
-    # The train step always passes fisher_fn, so no running sums are needed.
-    return ssam_jax.fisher_mask(accumulate=False, seed=config.seed)
+    return ssam_jax.fisher_mask(seed=config.seed)  # the step passes fisher_fn
   if config.optimizer == "ssam-d":
     return ssam_jax.dynamic_mask(drop_rate=config.drop_rate,
                                  total_steps=total_steps, seed=config.seed)

@@ -1,21 +1,15 @@
-"""Train step, eval step and the training loop.
+"""The training loop: train state, jitted steps, evaluation, checkpoints.
 
-BatchNorm and SAM: the train step runs the model once at ``w`` in train mode;
-that pass gives the loss, the gradient and the new running statistics. The
-perturbed pass inside ``grad_fn`` (at ``w + eps``) also normalises with batch
-statistics, but its updated statistics are discarded, so running statistics
-only ever come from unperturbed forward passes.
-
-Fisher (SSAM-F): per-example losses are evaluated with BatchNorm in eval mode,
-i.e. with the current running statistics. Train mode is ill-defined for a
-single example (its batch variance is zero for the dense layers' inputs), and
-the running statistics are what the model uses at test time.
+The train step itself (BatchNorm handling, the perturbed pass, the Fisher,
+the fast path) is ``experiments.steps``; this module runs it over epochs with
+a data-parallel layout, metric sums and resumable checkpoints.
 """
 
+import contextlib
 import functools
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import flax
 import jax
@@ -24,13 +18,16 @@ import numpy as np
 import optax
 import tqdm
 
-import ssam_jax
 from experiments import checkpointing
+from experiments import config_validation
 from experiments import distributed
+from experiments import divergence
 from experiments import input_pipeline
 from experiments import models
 from experiments import optimizers
 from experiments import reporting
+from experiments import steps
+from experiments import workdir_guard
 
 Batch = dict[str, jax.Array]
 
@@ -62,58 +59,23 @@ def create_train_state(seed: int, model, optimizer,
                     epoch_metrics=_zero_metric_sums())
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy with integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
-def train_step(state: TrainState, batch: Batch, *, model, optimizer,
-               num_fisher_samples: int = 0,
-               active: Optional[tuple[bool, ...]] = None,
+def train_step(state: TrainState, batch: Batch, *, step_fn: Callable,
+               perturbed: Optional[tuple[bool, ...]] = None,
                refresh: Optional[bool] = None) -> tuple[TrainState, dict]:
-  """One optimizer step; ``num_fisher_samples > 0`` passes SSAM-F's fisher_fn.
-
-  With ``active`` (the fast path: one static bool per params leaf), the first
-  gradient is taken for the active leaves only. ``refresh`` (static, SSAM
-  only) says whether this step refreshes the mask, see ``Trainer._step``.
-  """
-
-  def loss_and_new_stats(params):
-    logits, mutated = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
-        train=True, mutable=["batch_stats"])
-    loss = cross_entropy(logits, batch["label"]).mean()
-    return loss, (logits, mutated["batch_stats"])
-
-  def perturbed_grad(params):  # BN statistics of this pass are thrown away
-    return jax.grad(lambda p: loss_and_new_stats(p)[0])(params)
-
-  def example_loss(params, example):  # BN in eval mode, see module docstring
-    logits = model.apply({"params": params, "batch_stats": state.batch_stats},
-                         example["image"][None], train=False)
-    return cross_entropy(logits, example["label"][None])[0]
-
-  value_and_grad = (
-      jax.value_and_grad(loss_and_new_stats, has_aux=True) if active is None
-      else ssam_jax.value_and_partial_grad(loss_and_new_stats, active,
-                                           has_aux=True))
-  (loss, (logits, batch_stats)), grads = value_and_grad(state.params)
-  extra_args = {} if refresh is None else {"refresh": refresh}
-  if num_fisher_samples:
-    extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
-        example_loss, batch, num_samples=num_fisher_samples,
-        unroll=optimizers.fisher_unroll())
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
-                                        grad_fn=perturbed_grad, **extra_args)
-  correct = jnp.sum(jnp.argmax(logits, -1) == batch["label"])
-  sums = state.epoch_metrics
+  """``step_fn`` (``steps.make_train_step``) on the train state, adding the
+  batch to the epoch's metric sums; ``perturbed`` and ``refresh`` are its
+  static arguments (``steps.RefreshPlan``)."""
+  out = step_fn(state.params, state.opt_state, state.batch_stats, batch,
+                perturbed=perturbed, refresh=refresh)
+  correct = jnp.sum(jnp.argmax(out.logits, -1) == batch["label"])
+  sums, size = state.epoch_metrics, len(out.logits)
   new_state = state.replace(
-      step=state.step + 1, params=optax.apply_updates(state.params, updates),
-      batch_stats=batch_stats, opt_state=opt_state,
-      epoch_metrics={"loss_sum": sums["loss_sum"] + loss * len(logits),
+      step=state.step + 1, params=out.params, batch_stats=out.model_state,
+      opt_state=out.opt_state,
+      epoch_metrics={"loss_sum": sums["loss_sum"] + out.loss * size,
                      "correct": sums["correct"] + correct,
-                     "count": sums["count"] + len(logits)})
-  return new_state, {"loss": loss, "accuracy": correct / len(logits)}
+                     "count": sums["count"] + size})
+  return new_state, {"loss": out.loss, "accuracy": correct / size}
 
 
 def eval_step(state: TrainState, batch: Batch, *, model) -> dict:
@@ -122,7 +84,7 @@ def eval_step(state: TrainState, batch: Batch, *, model) -> dict:
                         "batch_stats": state.batch_stats},
                        batch["image"], train=False)
   mask = batch["mask"]
-  return {"loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+  return {"loss_sum": jnp.sum(steps.cross_entropy(logits, batch["label"]) * mask),
           "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & mask),
           "count": jnp.sum(mask)}
 
@@ -173,19 +135,18 @@ class Trainer:
     self.model = models.create_model(config.model, self.info.num_classes,
                                      config.model_width)
     self.optimizer = optimizers.create_optimizer(config, self.steps_per_epoch)
-    self.mask_update_every = optimizers.mask_update_every(config,
-                                                          self.steps_per_epoch)
-    num_fisher_samples = (config.num_fisher_samples
-                          if optimizers.uses_fisher(config) else 0)
-    if num_fisher_samples > config.batch_size:
-      raise ValueError("num_fisher_samples must be <= batch_size: the Fisher "
-                       "is computed on the first examples of the batch.")
-    optimizers.check_fast_path(config)
+    step_fn = steps.make_train_step(
+        steps.flax_loss_fns(self.model), self.optimizer,
+        num_fisher_samples=(config.num_fisher_samples
+                            if optimizers.uses_fisher(config) else 0),
+        fisher_unroll=optimizers.fisher_unroll())
+    self.refresh_plan = steps.RefreshPlan(
+        optimizers.mask_update_every(config, self.steps_per_epoch)
+        if optimizers.is_sparse(config) else None, config.fast_path)
     replicated = self.data_parallel.replicated
-    self.train_step = jax.jit(functools.partial(
-        train_step, model=self.model, optimizer=self.optimizer,
-        num_fisher_samples=num_fisher_samples), donate_argnums=0,
-                              static_argnames=("active", "refresh"),
+    self.train_step = jax.jit(functools.partial(train_step, step_fn=step_fn),
+                              donate_argnums=0,
+                              static_argnames=("perturbed", "refresh"),
                               out_shardings=replicated)
     self.eval_step = jax.jit(functools.partial(eval_step, model=self.model),
                              out_shardings=replicated)
@@ -193,7 +154,6 @@ class Trainer:
     self.start_new_epoch = jax.jit(
         lambda state: state.replace(epoch_metrics=_zero_metric_sums()),
         donate_argnums=0, out_shardings=replicated)
-    self._active = None  # fast path: perturbed tensors, None = not known yet
     self.checkpointer = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"), config.max_checkpoints_to_keep)
 
@@ -204,17 +164,29 @@ class Trainer:
         self.info.image_shape), out_shardings=self.data_parallel.replicated)()
 
   def restore_or_init(self, resume: bool) -> TrainState:
+    """The newest intact checkpoint's state, or the initial state if none.
+
+    Damaged newer checkpoints are set aside with a warning each (see
+    ``checkpointing``); if every checkpoint is damaged this raises rather
+    than train from garbage or silently from scratch.
+    """
     state = self.initial_state()
-    latest = self.checkpointer.latest_step()
-    if latest is None:
+    if self.checkpointer.latest_step() is None:
       return state
     if not resume:
-      raise FileExistsError(f"{self.workdir} holds checkpoints; pass --resume "
-                            "or use a new workdir.")
-    state, position = self.checkpointer.restore(latest, state)
+      raise workdir_guard.ResumeRefusedError(
+          f"{self.workdir} holds checkpoints; pass --resume or use a new "
+          "workdir.")
+    restored = self.checkpointer.restore_latest(state, warn=reporting.warn)
+    if restored is None:
+      return state
+    latest, state, position = restored
     if position != self.data_position(int(state.step)):
-      raise ValueError(f"Checkpoint data position {position} does not match "
-                       f"this config ({self.steps_per_epoch} steps/epoch).")
+      raise checkpointing.CheckpointMismatchError(
+          f"Checkpoint step {latest} was saved at data position {position}, "
+          f"which this config ({self.steps_per_epoch} steps/epoch) does not "
+          "reach at that step; batch_size, train_subset or validation_size "
+          "differ from the run that saved it.")
     reporting.log(f"Resumed from step {latest} (epoch {position['epoch']}, "
                   f"step {position['step_in_epoch']} within it).")
     return state
@@ -224,9 +196,13 @@ class Trainer:
             "step_in_epoch": step % self.steps_per_epoch}
 
   def save(self, state: TrainState) -> None:
+    """Checkpoints ``state``; raises ``divergence.DivergedError`` instead if
+    it is not finite, so that the newest checkpoint is the last good one."""
+    divergence.check(state, config=self.config,
+                     steps_per_epoch=self.steps_per_epoch,
+                     checkpointer=self.checkpointer)
     step = int(state.step)
     self.checkpointer.save(step, state, self.data_position(step))
-    reporting.log(f"Saved checkpoint at step {step}.")
 
   def train_epoch(self, state: TrainState, epoch: int) -> TrainState:
     """Runs the rest of ``epoch`` from the state's data position."""
@@ -241,10 +217,12 @@ class Trainer:
     last_time, last_step = time.perf_counter(), start
     for step_in_epoch, batch in enumerate(batches, start + 1):
       global_step = epoch * self.steps_per_epoch + step_in_epoch
-      state, metrics = self._step(state, self.data_parallel.global_batch(batch),
-                                  global_step - 1)
+      state, metrics = self.step(state, self.data_parallel.global_batch(batch),
+                                 global_step - 1)
       if step_in_epoch % config.log_every_steps == 0:
         metrics = jax.device_get(metrics)  # waits for the step to finish
+        if not np.isfinite(metrics["loss"]) and not config.skip_nonfinite_steps:
+          self.save(state)  # stops with divergence.DivergedError
         now = time.perf_counter()
         step_ms = 1e3 * (now - last_time) / (step_in_epoch - last_step)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}",
@@ -258,33 +236,21 @@ class Trainer:
     bar.close()
     return state
 
-  def _step(self, state: TrainState, batch: Batch,
-            step: int) -> tuple[TrainState, dict]:
-    """One train step; SSAM refreshes and the fast path decided on the host.
-
-    Whether ``step`` (= the optimizer's count, counted here so that steps
-    stay asynchronous) refreshes the mask is passed to ``update`` as a
-    static bool: two compiled steps instead of a ``lax.cond``, inside which
-    XLA:CPU runs the Fisher's convolutions about 4x slower
-    (``python -m benchmarks.control_flow``).
-
-    Fast path: the perturbed set is static for ``jit`` (one compilation per
-    distinct set), so it is read from the state after every full-gradient
-    step: mask refreshes, and the first step of a (resumed) run.
-    """
-    if not optimizers.is_sparse(self.config):
-      return self.train_step(state, batch)
-    refresh = step % self.mask_update_every == 0
-    active = None if refresh or not self.config.fast_path else self._active
-    state, metrics = self.train_step(state, batch, active=active,
-                                     refresh=refresh)
-    if self.config.fast_path and active is None:
-      self._active = ssam_jax.perturbed_tensors(state.opt_state)
+  def step(self, state: TrainState, batch: Batch,
+           step: int) -> tuple[TrainState, dict]:
+    """One train step; ``step`` is the optimizer's count, counted on the host
+    so that steps stay asynchronous (see ``steps.RefreshPlan``)."""
+    step_kwargs = self.refresh_plan.step_kwargs(step)
+    state, metrics = self.train_step(state, batch, **step_kwargs)
+    self.refresh_plan.after_step(state.opt_state, step_kwargs)
     return state, metrics
 
   def end_of_epoch_metrics(self, state: TrainState, epoch: int,
                            epoch_seconds: float) -> dict:
     train = _means(jax.device_get(state.epoch_metrics))
+    divergence.check(state, config=self.config,  # before evaluating garbage
+                     steps_per_epoch=self.steps_per_epoch,
+                     checkpointer=self.checkpointer)
     test = evaluate(self.eval_step, state, self.test_split, self.config,
                     self.data_parallel)
     metrics = {"epoch": epoch + 1,
@@ -298,32 +264,82 @@ class Trainer:
       metrics["validation_accuracy"] = validation["accuracy"]
     if optimizers.is_sparse(self.config):
       metrics["mask_density"] = mask_density(state.opt_state)
+    if self.config.get("skip_nonfinite_steps"):
+      metrics["skipped_steps"] = divergence.skipped_steps(state.opt_state)
     return metrics
 
 
-def train_and_evaluate(config, workdir: str, resume: bool = True) -> dict:
+def train_and_evaluate(config, workdir: str, resume: bool = True,
+                       allow_config_change: Sequence[str] = ()) -> dict:
   """Trains (resuming from ``workdir`` if possible), evaluating every epoch.
 
-  Returns the last epoch's metrics (plus ``wall_seconds``).
+  Args:
+    config: the experiment config (see ``configs/common.py``).
+    workdir: checkpoints, metrics and ``config.json``; one run at a time.
+    resume: continue from the newest intact checkpoint in ``workdir``.
+    allow_config_change: config keys (dotted) that may differ from the
+      config the checkpoints were made with.
+
+  Returns:
+    The last epoch's metrics (plus ``wall_seconds``).
+
+  Raises:
+    errors.RunError: for the expected ways a run stops (an invalid config, a
+      busy workdir, a refused resume, no intact checkpoint, divergence);
+      the message says what happened and what to do.
   """
+  config_validation.validate(config, workdir, num_devices=jax.device_count())
   os.makedirs(workdir, exist_ok=True)
   main_process = distributed.is_main_process()
-  if main_process:
-    # Lets analyses (experiments.analysis) rebuild the model from the workdir.
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=1))
-  trainer = Trainer(config, workdir)
-  # The mesh in context lets the library see the data sharding while tracing
-  # (the empirical Fisher replicates its examples, see ssam_jax.fisher).
-  with jax.set_mesh(trainer.data_parallel.mesh):
-    return _train(trainer, config, workdir, resume, main_process)
+  # Only process 0 locks: the other processes of a job share its workdir.
+  with (workdir_guard.lock(workdir) if main_process
+        else contextlib.nullcontext()):
+    has_checkpoints = bool(checkpointing.saved_steps(
+        os.path.join(workdir, "checkpoints")))
+    if has_checkpoints and not resume:
+      raise workdir_guard.ResumeRefusedError(
+          f"{workdir} holds checkpoints; pass --resume or use a new workdir.")
+    changed = workdir_guard.check_config(config, workdir, has_checkpoints,
+                                         allow_config_change)
+    trainer = Trainer(config, workdir)
+    # The mesh in context lets the library see the data sharding while
+    # tracing (the empirical Fisher replicates its examples, see
+    # ssam_jax.fisher).
+    with jax.set_mesh(trainer.data_parallel.mesh):
+      return _train(trainer, config, workdir, resume, main_process, changed)
 
 
 def _train(trainer: Trainer, config, workdir: str, resume: bool,
-           main_process: bool) -> dict:
-  state = trainer.restore_or_init(resume)
-  writer = (reporting.MetricWriter(workdir, resumed_step=int(state.step))
-            if main_process else reporting.NullWriter())
+           main_process: bool, changed: Optional[dict] = None) -> dict:
+  try:
+    state = trainer.restore_or_init(resume)
+    resumed_step = int(state.step) or None
+    if main_process:
+      # With the first checkpoint of this config: until then config.json
+      # describes the checkpoints there are, whatever stops this run.
+      # Analyses (experiments.analysis) rebuild the model from it.
+      trainer.checkpointer.after_next_save(functools.partial(
+          workdir_guard.record_config, config, workdir, resumed_step,
+          changed if resumed_step else {}))
+    if resumed_step and changed:
+      reporting.log("Config changes accepted on resume: " + ", ".join(
+          f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items()))
+    elif resumed_step and changed is None:
+      reporting.warn(f"{workdir} has no config.json; the config of its "
+                     "checkpoints is unknown and not compared.")
+    writer = (reporting.MetricWriter(workdir, resumed_step=int(state.step))
+              if main_process else reporting.NullWriter())
+    try:
+      return _train_epochs(trainer, config, workdir, state, writer)
+    finally:
+      writer.close()
+  finally:
+    reporting.close_progress_bars()
+    trainer.checkpointer.close()
+
+
+def _train_epochs(trainer: Trainer, config, workdir: str, state: TrainState,
+                  writer) -> dict:
   reporting.log(f"Training {config.model} with {config.optimizer} on "
                 f"{config.dataset} ({trainer.train_split.num_examples} examples"
                 f" from {trainer.train_split.source}), "
@@ -339,21 +355,20 @@ def _train(trainer: Trainer, config, workdir: str, resume: bool,
     metrics = trainer.end_of_epoch_metrics(
         state, epoch, time.perf_counter() - epoch_start)
     writer.write(int(state.step), metrics)
-    reporting.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else
-                           f"{k}={v}" for k, v in metrics.items()))
     state = trainer.start_new_epoch(state)
     trainer.save(state)
+    reporting.log(reporting.epoch_summary(metrics, config.num_epochs))
   if not metrics:  # already finished: just report the final model
     test = evaluate(trainer.eval_step, state, trainer.test_split, config,
                     trainer.data_parallel)
     metrics = {"epoch": config.num_epochs, "test_loss": test["loss"],
                "test_accuracy": test["accuracy"]}
   metrics["wall_seconds"] = time.perf_counter() - start_time
-  writer.close()
-  trainer.checkpointer.close()
   reporting.log(f"FINAL {config.dataset} {config.model} {config.optimizer}: "
                 f"test_accuracy={metrics['test_accuracy']:.4f} "
                 f"test_loss={metrics['test_loss']:.4f} "
                 f"epochs={config.num_epochs} "
                 f"wall_seconds={metrics['wall_seconds']:.1f}")
+  reporting.log(reporting.where_outputs_are(
+      workdir, trainer.checkpointer.latest_step()))
   return metrics

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for ssam_jax: the real Fashion-MNIST from Debian's
 # dataset-fashion-mnist, and a virtual environment with the package, its
-# experiment and test dependencies.
+# experiment, test and docs dependencies.
 #
 #   bash scripts/setup.sh [VENV_DIR] [--fresh]     (default VENV_DIR: .venv)
 set -euo pipefail
@@ -17,4 +17,4 @@ fi
 [ "${2:-}" = "--fresh" ] && rm -rf "$venv"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e ".[test,experiments]"
+"$venv/bin/python" -m pip install -q -e ".[test,experiments,docs]"

@@ -4,7 +4,6 @@ from ssam_jax.fisher import empirical_fisher
 from ssam_jax.masks import DynamicMaskState
 from ssam_jax.masks import FisherMaskState
 from ssam_jax.masks import MaskStrategy
-from ssam_jax.masks import RandomMaskState
 from ssam_jax.masks import dynamic_mask
 from ssam_jax.masks import fisher_mask
 from ssam_jax.masks import random_mask
@@ -24,7 +23,6 @@ __all__ = (
     "DynamicMaskState",
     "FisherMaskState",
     "MaskStrategy",
-    "RandomMaskState",
     "SAMState",
     "SSAMState",
     "dynamic_mask",

@@ -7,6 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ssam_jax import validation
+from ssam_jax import workarounds
+
 
 PyTree = Any
 
@@ -23,27 +26,6 @@ def _leading_size(batch: PyTree) -> int:
   return sizes.pop()
 
 
-def _replicated(x):
-  """``x`` gathered onto every device, whenever a mesh is known.
-
-  Explicit sharding: ``lax.scan`` cannot step along a sharded axis.
-  Automatic sharding under ``jax.set_mesh``: XLA partitions the vmapped
-  per-example gradient of a convolution wrongly when the example axis is
-  sharded (jax 0.10.2: errors of order one, no warning; see
-  docs/scaling.md), so the examples are replicated first. Without a mesh in
-  context nothing is known about the sharding here; callers sharding the
-  batch must then trace the step under ``jax.set_mesh``.
-  """
-  sharding = jax.typeof(x).sharding
-  if jax.sharding.AxisType.Explicit in sharding.mesh.axis_types:
-    replicated = sharding.update(spec=jax.sharding.PartitionSpec())
-    return jax.sharding.reshard(x, replicated)
-  context = jax.sharding.get_abstract_mesh()
-  if context.empty or jax.sharding.AxisType.Manual in context.axis_types:
-    return x  # no mesh, or inside shard_map where x is already local
-  return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec())
-
-
 def _chunked_examples(batch, num_samples, chunk_size):
   """The first ``num_samples`` examples as ``(num_chunks, chunk_size, ...)``.
 
@@ -54,7 +36,7 @@ def _chunked_examples(batch, num_samples, chunk_size):
   padding = num_chunks * chunk_size - num_samples
 
   def chunk(x):
-    x = _replicated(jnp.asarray(x))[:num_samples]
+    x = workarounds.replicated(jnp.asarray(x))[:num_samples]
     x = jnp.concatenate([x, x[:padding]]) if padding else x
     return x.reshape((num_chunks, chunk_size) + x.shape[1:])
 
@@ -82,28 +64,17 @@ def empirical_fisher(
   ``chunk_size`` times the number of parameters, not with ``num_samples``.
   The result is float32.
 
-  ``unroll`` trades that memory bound for speed on CPU: XLA:CPU runs
-  convolutions inside a loop body about 5x slower than unrolled
-  (jax-ml/jax#12868; ``python -m benchmarks.control_flow``). But unrolled,
-  XLA keeps several chunks alive at once: a ResNet-18 refresh (N_F = 128,
-  4 chunks, batch 128) peaked at 3.5 GiB of temporary memory against 0.96
-  GiB with the loop (``benchmarks/results/cpu_resnet18_batch128_refresh*``).
-  Keep the default on accelerators. On CPU, also avoid a single chunk
-  (``num_samples <= chunk_size``): XLA:CPU took 35 s for the 32 per-example
-  ResNet-18 gradients of one chunk of 32, against 1.7 s in chunks of 8
-  (``python -m benchmarks.fisher_chunks``).
+  ``unroll`` trades that memory bound for speed on CPU, where convolutions
+  run slowly inside a loop (see :mod:`ssam_jax.workarounds`): unrolled, XLA
+  keeps several chunks of per-example gradients alive at once. Keep the
+  default on accelerators. On CPU, also prefer several small chunks to one
+  large one: XLA:CPU can take much longer for one chunk of 32 per-example
+  convolution gradients than for four of 8 (``python -m
+  benchmarks.fisher_chunks`` measures it).
 
   Sharded batches: trace the step under ``jax.set_mesh(mesh)`` (or use
-  explicit sharding). The ``N_F`` examples are then replicated before the
-  per-example gradients, which XLA otherwise gets wrong for convolutions
-  whose example axis is sharded (see docs/scaling.md).
-
-  >>> import jax.numpy as jnp, ssam_jax
-  >>> example_loss = lambda p, ex: (p['w'] * ex['x'] - ex['y']) ** 2
-  >>> batch = {'x': jnp.array([1.0, 2.0]), 'y': jnp.array([0.0, 0.0])}
-  >>> fisher_fn = ssam_jax.empirical_fisher(example_loss, batch, num_samples=2)
-  >>> float(fisher_fn({'w': jnp.array(1.0)})['w'])  # ((2*1)^2 + (2*4)^2) / 2
-  34.0
+  explicit sharding), so that the ``N_F`` examples are replicated before the
+  per-example gradients (see :mod:`ssam_jax.workarounds`).
 
   Args:
     example_loss_fn: ``example_loss_fn(params, example)`` returns the scalar
@@ -120,14 +91,23 @@ def empirical_fisher(
     ``fisher_fn(params)``, returning a float32 pytree shaped like params.
     Pass it to ``update(..., fisher_fn=...)``; it is only evaluated on
     mask refresh steps.
+
+  Examples:
+    >>> import jax.numpy as jnp, ssam_jax
+    >>> example_loss = lambda p, ex: (p['w'] * ex['x'] - ex['y']) ** 2
+    >>> batch = {'x': jnp.array([1.0, 2.0]), 'y': jnp.array([0.0, 0.0])}
+    >>> fisher_fn = ssam_jax.empirical_fisher(example_loss, batch, num_samples=2)
+    >>> float(fisher_fn({'w': jnp.array(1.0)})['w'])  # ((2*1)^2 + (2*4)^2) / 2
+    34.0
+
+  References:
+    Mi et al., `Make Sharpness-Aware Minimization Stronger: A Sparsified
+    Perturbation Approach <https://arxiv.org/abs/2210.05177>`_, 2022
   """
-  if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
-    raise ValueError(f"unroll must be True, False or an int >= 1, got {unroll!r}.")
-  for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
-    if isinstance(value, bool) or not isinstance(value, int):
-      raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < 1:
-      raise ValueError(f"{name} must be >= 1, got {value}.")
+  if not isinstance(unroll, bool):
+    validation.check_int("unroll", unroll, minimum=1)
+  validation.check_int("num_samples", num_samples, minimum=1)
+  validation.check_int("chunk_size", chunk_size, minimum=1)
   if not callable(example_loss_fn):
     raise TypeError("example_loss_fn must be callable.")
   available = _leading_size(batch)

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import jax
 import numpy as np
@@ -18,16 +18,17 @@ def kernels_only(params: PyTree) -> PyTree:
   Keeps biases and normalisation scales/offsets (all one-dimensional) out of
   the perturbation, a common choice for SAM on networks with BatchNorm.
 
-  >>> import jax.numpy as jnp
-  >>> import ssam_jax
-  >>> ssam_jax.kernels_only({'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)})
-  {'bias': False, 'kernel': True}
-
   Args:
     params: a pytree of arrays or ``jax.ShapeDtypeStruct``.
 
   Returns:
     A pytree of Python booleans shaped like ``params``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import ssam_jax
+    >>> ssam_jax.kernels_only({'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)})
+    {'bias': False, 'kernel': True}
   """
   return jax.tree.map(lambda p: len(p.shape) >= 2, params)
 
@@ -38,7 +39,7 @@ def leaf_paths(tree: PyTree) -> list[str]:
           for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
-def leaves_matching(pattern: str) -> Callable[[PyTree], PyTree]:
+def leaves_matching(regex: str) -> Callable[[PyTree], PyTree]:
   """Leaf filter that perturbs the leaves whose path matches a regex.
 
   Paths join the keys with ``/`` (``"BasicBlock_7/Conv_0/kernel"``) and are
@@ -46,27 +47,30 @@ def leaves_matching(pattern: str) -> Callable[[PyTree], PyTree]:
   lets the fast path (:func:`ssam_jax.value_and_partial_grad`) stop its first
   backward pass there.
 
-  >>> import jax.numpy as jnp
-  >>> import ssam_jax
-  >>> params = {'Conv_0': {'kernel': jnp.ones((3, 3))}, 'Dense_0': {'bias': jnp.ones(2)}}
-  >>> ssam_jax.leaves_matching(r'^Dense_0/')(params)
-  {'Conv_0': {'kernel': False}, 'Dense_0': {'bias': True}}
-
   Args:
-    pattern: a regular expression.
+    regex: a regular expression.
 
   Returns:
-    A function from a params pytree to a pytree of Python booleans.
+    A function from a params pytree to a pytree of Python booleans. As
+    ``perturbed_leaves``, a regex that matches no leaf raises a ``ValueError``
+    at ``init``.
 
   Raises:
-    TypeError: ``pattern`` is not a string; ``re.error`` if it does not compile.
+    TypeError: ``regex`` is not a string; ``re.error`` if it does not compile.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import ssam_jax
+    >>> params = {'Conv_0': {'kernel': jnp.ones((3, 3))}, 'Dense_0': {'bias': jnp.ones(2)}}
+    >>> ssam_jax.leaves_matching(r'^Dense_0/')(params)
+    {'Conv_0': {'kernel': False}, 'Dense_0': {'bias': True}}
   """
-  if not isinstance(pattern, str):
-    raise TypeError(f"pattern must be a regular expression string, got {pattern!r}.")
-  regex = re.compile(pattern)
+  if not isinstance(regex, str):
+    raise TypeError(f"regex must be a regular expression string, got {regex!r}.")
+  compiled = re.compile(regex)
 
   def matching(params):
-    flags = [bool(regex.search(path)) for path in leaf_paths(params)]
+    flags = [bool(compiled.search(path)) for path in leaf_paths(params)]
     return jax.tree.unflatten(jax.tree.structure(params), flags)
 
   return matching
@@ -108,7 +112,11 @@ def restrict_like(tree: PyTree, reference: PyTree) -> PyTree:
 
 
 def resolve_leaf_filter(leaf_filter: LeafFilter, params: PyTree) -> tuple:
-  """One static Python bool per leaf of ``params``: may it be perturbed?"""
+  """One static Python bool per leaf of ``params``: may it be perturbed?
+
+  Raises a ``ValueError`` when a filter selects none of the leaves (a typo
+  in a regex would otherwise turn SAM into plain training at twice the cost).
+  """
   treedef = jax.tree.structure(params)
   if leaf_filter is None:
     return (True,) * treedef.num_leaves
@@ -124,6 +132,12 @@ def resolve_leaf_filter(leaf_filter: LeafFilter, params: PyTree) -> tuple:
       raise TypeError(
           "perturbed_leaves must hold static Python booleans (one per leaf); "
           f"got {flag!r}.")
+  if flags and not any(flags):
+    raise ValueError(
+        f"perturbed_leaves selects none of the {len(flags)} leaves of the "
+        f"params ({_shortlist(leaf_paths(params))}), so nothing would be "
+        "perturbed. Check the filter; to train without SAM, use the base "
+        "optimizer.")
   return tuple(bool(flag) for flag in flags)
 
 
@@ -134,3 +148,32 @@ def check_leaf_filter(leaf_filter: LeafFilter) -> None:
         raise TypeError(
             "perturbed_leaves must be None, a callable, or a pytree of "
             f"Python booleans; found leaf {flag!r}.")
+
+
+def _shortlist(paths: list, limit: int = 4) -> str:
+  shown = ", ".join(repr(p) for p in paths[:limit])
+  return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def path_mismatch(tree: PyTree, reference: PyTree) -> Optional[str]:
+  """Which leaf paths ``tree`` lacks or adds, or None if it has the same.
+
+  Containers may differ (e.g. a ``dict`` for a ``FrozenDict``).
+  """
+  paths, expected = leaf_paths(tree), leaf_paths(reference)
+  if paths == expected:
+    return None
+  missing = [p for p in expected if p not in paths]
+  extra = [p for p in paths if p not in expected]
+  parts = ([f"missing {_shortlist(missing)}"] if missing else []) + (
+      [f"unexpected {_shortlist(extra)}"] if extra else [])
+  return "; ".join(parts) or f"leaves in another order: {_shortlist(paths)}"
+
+
+def shape_mismatch(tree: PyTree, reference: PyTree) -> Optional[str]:
+  """The first leaf whose shape differs from ``reference``'s, or None."""
+  for path, leaf, like in zip(leaf_paths(reference), jax.tree.leaves(tree),
+                              jax.tree.leaves(reference)):
+    if np.shape(leaf) != np.shape(like):
+      return f"leaf {path!r} has shape {np.shape(leaf)}, not {np.shape(like)}"
+  return None

@@ -3,16 +3,19 @@
 A strategy is a :class:`MaskStrategy`, a tuple of pure functions that
 :func:`ssam_jax.ssam` calls inside its ``update``:
 
-* ``init(params, select, key)``: the first mask and the strategy's state.
-* ``observe(state, grads, has_fisher_fn)``: called on every step with the
-  gradient at ``w`` (used by the free Fisher accumulator).
-* ``refresh(mask, state, inputs, select)``: a new mask on refresh steps, or
-  ``None`` for a mask that never changes.
+* ``init(params, select)``: the first mask and the strategy's state.
+* ``reselect(mask, state, inputs, select)``: a new mask and state on the
+  steps that refresh the mask; ``None`` for a mask that never changes.
+* ``accumulate_statistics(state, inputs)``: optional, called on every step
+  before any refresh, for strategies that gather statistics between
+  refreshes.
 
-``select(scores, density)`` applies the mask pattern (unstructured,
-tensorwise or N:M) to a pytree of scores shaped like the params; it already
-excludes the leaves that may not be perturbed. Every strategy starts from a
-random mask with the right number of ones (Algorithm 1, line 1 of Mi et al.).
+``inputs`` is a :class:`MaskInputs`. ``select(scores, keep_fraction=...)``
+applies the mask pattern (unstructured, tensorwise or N:M) to a pytree of
+scores shaped like the params, keeping the configured fraction
+``1 - sparsity`` unless told otherwise; it already excludes the leaves that
+may not be perturbed. Every strategy starts from a random mask with the
+right number of ones (Algorithm 1, line 1 of Mi et al.).
 """
 
 import math
@@ -21,47 +24,59 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from ssam_jax import sharding
+from ssam_jax import validation
 
 
 PyTree = Any
 _CRITERIA = ("gradient", "weight", "random")
 
 
-class RefreshInputs(NamedTuple):
-  """What a strategy may look at when it refreshes the mask.
+class MaskInputs(NamedTuple):
+  """What a strategy may look at on each step.
 
   Attributes:
     step: the optimizer step (0 on the first update).
     grads: gradient at the unperturbed parameters ``w``.
     params: the parameters ``w``.
     fisher_fn: the ``fisher_fn`` passed to ``update``, or ``None``.
-    density: fraction of perturbable parameters to keep, ``1 - sparsity``.
+    keep_fraction: fraction of perturbable parameters to perturb,
+      ``1 - sparsity``.
   """
 
   step: jax.Array
   grads: PyTree
   params: PyTree
   fisher_fn: Optional[Callable[[PyTree], PyTree]]
-  density: Any
+  keep_fraction: Any
 
 
 class MaskStrategy(NamedTuple):
-  """How a sparse SAM mask is created and refreshed (see module docstring)."""
+  """How a sparse SAM mask is created and reselected (see module docstring).
+
+  Attributes:
+    init: ``init(params, select) -> (mask, state)``.
+    reselect: ``reselect(mask, state, inputs, select) -> (mask, state)``, or
+      ``None`` for a fixed mask.
+    accumulate_statistics: ``accumulate_statistics(state, inputs) -> state``,
+      or ``None``.
+  """
 
   init: Callable
-  observe: Callable
-  refresh: Optional[Callable]
+  reselect: Optional[Callable] = None
+  accumulate_statistics: Optional[Callable] = None
 
 
 class FisherMaskState(NamedTuple):
-  """State of :func:`fisher_mask`.
+  """State of :func:`fisher_mask` with ``accumulate=True``.
+
+  Without ``accumulate`` the state is ``optax.EmptyState()``.
 
   Attributes:
-    squared_grad_sum: float32 sum of squared minibatch gradients since the
-      last refresh (the free Fisher approximation), or ``()`` when the
-      accumulator is off.
+    squared_grad_sum: float32 sum of the squared minibatch gradients since
+      the last refresh, shaped like the params.
     num_accumulated: how many gradients ``squared_grad_sum`` holds.
   """
 
@@ -79,10 +94,6 @@ class DynamicMaskState(NamedTuple):
   key: jax.Array
 
 
-class RandomMaskState(NamedTuple):
-  """State of :func:`random_mask` (the mask itself lives in the SSAM state)."""
-
-
 def uniform_scores(key: jax.Array, params: PyTree) -> PyTree:
   """Independent U[0, 1) float32 scores shaped (and sharded) like ``params``."""
   leaves, treedef = jax.tree.flatten(params)
@@ -91,11 +102,6 @@ def uniform_scores(key: jax.Array, params: PyTree) -> PyTree:
       sharding.shard_like(jax.random.uniform(k, p.shape, jnp.float32), p)
       for k, p in zip(keys, leaves)
   ])
-
-
-def _check_seed(seed) -> None:
-  if isinstance(seed, bool) or not isinstance(seed, int):
-    raise TypeError(f"seed must be an int, got {seed!r}.")
 
 
 def _random_initial_mask(seed: int):
@@ -108,63 +114,72 @@ def _squared_float32(grads: PyTree) -> PyTree:
   return jax.tree.map(lambda g: jnp.square(g.astype(jnp.float32)), grads)
 
 
-def fisher_mask(accumulate: bool = True, seed: int = 0) -> MaskStrategy:
+def fisher_mask(accumulate: bool = False, seed: int = 0) -> MaskStrategy:
   """SSAM-F: perturb the parameters with the largest empirical Fisher.
 
   On every refresh the mask becomes the top of the diagonal empirical Fisher
   ``F = (1 / N_F) sum_i (grad log p(y_i | x_i))^2`` (Eqs. 5 and 6 of Mi et
-  al.), selected globally across all perturbable leaves.
+  al.), selected globally across all perturbable leaves. The Fisher comes
+  from the ``fisher_fn`` passed to ``update``, normally
+  :func:`ssam_jax.empirical_fisher`, evaluated only on refresh steps; a
+  refresh without ``fisher_fn`` raises a ``TypeError``.
 
-  The Fisher comes from the ``fisher_fn`` passed to ``update``, normally
-  :func:`ssam_jax.empirical_fisher`, evaluated only on refresh steps. When
-  no ``fisher_fn`` is passed and ``accumulate`` is True, the squared
-  minibatch gradients accumulated since the last refresh stand in for it:
-  an approximation (the square of a batch-mean gradient, not the mean of
-  per-example squares) that costs no extra gradient, but 4 bytes per
-  parameter of optimizer state.
-
-  >>> import jax, jax.numpy as jnp, optax, ssam_jax
-  >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.5,
-  ...                     mask=ssam_jax.fisher_mask())
-  >>> params = {'w': jnp.array([1.0, -2.0, 3.0, 0.5])}
-  >>> loss = lambda p: jnp.sum(p['w'] ** 2)
-  >>> state = opt.init(params)
-  >>> updates, state = opt.update(jax.grad(loss)(params), state, params,
-  ...                             grad_fn=jax.grad(loss))
-  >>> state.mask['w'].tolist()  # the largest squared gradients
-  [False, True, True, False]
+  ``accumulate=True`` opts in to a cheaper estimate for the updates that get
+  no ``fisher_fn``: the mean of the squared minibatch gradients seen since
+  the last refresh. Per parameter, with ``mu`` and ``sigma^2`` the mean and
+  variance of the per-example gradients and ``B`` the batch size, its
+  expectation is ``mu^2 + sigma^2 / B`` where the Fisher is
+  ``mu^2 + sigma^2``: the per-example variance, usually the larger term, is
+  divided by the batch size, so the ranking can differ from the paper's.
+  It costs no extra gradient but 4 bytes per parameter of optimizer state.
 
   Args:
-    accumulate: keep the running sum of squared minibatch gradients used
-      when ``update`` is called without ``fisher_fn``. With False, every
-      ``update`` must receive a ``fisher_fn``.
+    accumulate: opt in to the squared-minibatch-gradient estimate above when
+      ``update`` is called without ``fisher_fn``.
     seed: seed of the random mask used before the first refresh.
 
   Returns:
     A :class:`MaskStrategy` for :func:`ssam_jax.ssam`.
 
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax, ssam_jax
+    >>> loss = lambda p, x: jnp.sum((p['w'] * x) ** 2)  # also one example's
+    >>> x = jnp.array([[1.0, 1.0, 1.0, 1.0], [1.0, 3.0, 2.0, 0.0]])
+    >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.5,
+    ...                     mask=ssam_jax.fisher_mask())
+    >>> params = {'w': jnp.array([1.0, -2.0, 3.0, 0.5])}
+    >>> state = opt.init(params)
+    >>> updates, state = opt.update(
+    ...     jax.grad(loss)(params, x), state, params,
+    ...     grad_fn=lambda p: jax.grad(loss)(p, x),
+    ...     fisher_fn=ssam_jax.empirical_fisher(loss, x, num_samples=2))
+    >>> state.mask['w'].tolist()  # the largest Fisher entries
+    [False, True, True, False]
+
   References:
     Mi et al., `Make Sharpness-Aware Minimization Stronger: A Sparsified
     Perturbation Approach <https://arxiv.org/abs/2210.05177>`_, 2022
   """
-  _check_seed(seed)
+  validation.check_bool("accumulate", accumulate)
+  validation.check_int("seed", seed)
   random_initial_mask = _random_initial_mask(seed)
 
   def init(params, select):
-    sums = (jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
-            if accumulate else ())
+    if not accumulate:
+      return random_initial_mask(params, select), optax.EmptyState()
+    sums = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
     return random_initial_mask(params, select), FisherMaskState(
         squared_grad_sum=sums, num_accumulated=jnp.zeros([], jnp.int32))
 
-  def observe(state, grads, has_fisher_fn):
-    if not accumulate or has_fisher_fn:
+  def accumulate_statistics(state, inputs):
+    if inputs.fisher_fn is not None:
       return state
     return FisherMaskState(
         squared_grad_sum=jax.tree.map(jnp.add, state.squared_grad_sum,
-                                      _squared_float32(grads)),
+                                      _squared_float32(inputs.grads)),
         num_accumulated=state.num_accumulated + 1)
 
-  def refresh(mask, state, inputs, select):
+  def reselect(mask, state, inputs, select):
     del mask
     if inputs.fisher_fn is not None:
       fisher = inputs.fisher_fn(inputs.params)
@@ -176,18 +191,25 @@ def fisher_mask(accumulate: bool = True, seed: int = 0) -> MaskStrategy:
       count = jnp.maximum(state.num_accumulated, 1).astype(jnp.float32)
       fisher = jax.tree.map(lambda s: s / count, state.squared_grad_sum)
     else:
-      raise TypeError(
-          "fisher_mask(accumulate=False) needs update(..., fisher_fn=...), "
-          "e.g. fisher_fn=ssam_jax.empirical_fisher(example_loss_fn, batch, "
-          "num_samples=128).")
-    new_state = state
+      raise TypeError(_MISSING_FISHER_FN)
     if accumulate:
-      new_state = FisherMaskState(
+      state = FisherMaskState(
           squared_grad_sum=jax.tree.map(jnp.zeros_like, state.squared_grad_sum),
           num_accumulated=jnp.zeros([], jnp.int32))
-    return select(fisher, inputs.density), new_state
+    return select(fisher, inputs.keep_fraction), state
 
-  return MaskStrategy(init=init, observe=observe, refresh=refresh)
+  return MaskStrategy(
+      init=init, reselect=reselect,
+      accumulate_statistics=accumulate_statistics if accumulate else None)
+
+
+_MISSING_FISHER_FN = (
+    "fisher_mask() ranks parameters by the empirical Fisher, so update() "
+    "needs fisher_fn on the steps that refresh the mask: pass "
+    "update(grads, state, params, grad_fn=..., fisher_fn=ssam_jax."
+    "empirical_fisher(example_loss_fn, batch, num_samples=128)). To rank by "
+    "squared minibatch gradients instead (an approximation, see its "
+    "docstring), use fisher_mask(accumulate=True).")
 
 
 def drop_fraction(step, drop_rate: float, total_steps: int) -> jax.Array:
@@ -224,13 +246,6 @@ def dynamic_mask(
   lets only previously dead entries regrow, and its rounding can change the
   number of live entries; here the count stays exactly ``k`` (unstructured).
 
-  >>> import jax, jax.numpy as jnp, optax, ssam_jax
-  >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.75,
-  ...                     mask=ssam_jax.dynamic_mask(total_steps=100))
-  >>> state = opt.init({'w': jnp.zeros(8)})
-  >>> int(state.mask['w'].sum())
-  2
-
   Args:
     drop_rate: ``alpha``, the fraction of live entries replaced at step 0.
     total_steps: ``T`` of the cosine decay, usually the number of training
@@ -242,21 +257,23 @@ def dynamic_mask(
   Returns:
     A :class:`MaskStrategy` for :func:`ssam_jax.ssam`.
 
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax, ssam_jax
+    >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.75,
+    ...                     mask=ssam_jax.dynamic_mask(total_steps=100))
+    >>> state = opt.init({'w': jnp.zeros(8)})
+    >>> int(state.mask['w'].sum())
+    2
+
   References:
     Mi et al., `Make Sharpness-Aware Minimization Stronger: A Sparsified
     Perturbation Approach <https://arxiv.org/abs/2210.05177>`_, 2022
   """
-  if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) \
-      or not 0 <= drop_rate <= 1:
-    raise ValueError(f"drop_rate must be a number in [0, 1], got {drop_rate!r}.")
-  if isinstance(total_steps, bool) or not isinstance(total_steps, int) \
-      or total_steps < 1:
-    raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}.")
-  for name, value in (("drop_criterion", drop_criterion),
-                      ("growth_criterion", growth_criterion)):
-    if value not in _CRITERIA:
-      raise ValueError(f"{name} must be one of {_CRITERIA}, got {value!r}.")
-  _check_seed(seed)
+  validation.check_number("drop_rate", drop_rate, minimum=0, maximum=1)
+  validation.check_int("total_steps", total_steps, minimum=1)
+  validation.check_choice("drop_criterion", drop_criterion, _CRITERIA)
+  validation.check_choice("growth_criterion", growth_criterion, _CRITERIA)
+  validation.check_int("seed", seed)
 
   def init(params, select):
     # A raw uint32 key, so that checkpoints and tree utilities treat it as
@@ -265,10 +282,6 @@ def dynamic_mask(
     mask = select(uniform_scores(init_key, params))
     return mask, DynamicMaskState(key=state_key)
 
-  def observe(state, grads, has_fisher_fn):
-    del grads, has_fisher_fn
-    return state
-
   def criterion_scores(criterion, key, inputs):
     if criterion == "gradient":
       return jax.tree.map(lambda g: jnp.abs(g.astype(jnp.float32)), inputs.grads)
@@ -276,48 +289,47 @@ def dynamic_mask(
       return jax.tree.map(lambda p: jnp.abs(p.astype(jnp.float32)), inputs.params)
     return uniform_scores(key, inputs.params)
 
-  def refresh(mask, state, inputs, select):
+  def reselect(mask, state, inputs, select):
     key, drop_key, growth_key = jax.random.split(state.key, 3)
-    keep_density = inputs.density * (
+    surviving_fraction = inputs.keep_fraction * (
         1 - drop_fraction(inputs.step, drop_rate, total_steps))
     # Lowest drop scores go: keep the best of the live entries.
     drop_scores = criterion_scores(drop_criterion, drop_key, inputs)
     kept = select(jax.tree.map(lambda m, s: jnp.where(m, s, -jnp.inf),
-                               mask, drop_scores), keep_density)
+                               mask, drop_scores), surviving_fraction)
     # Kept entries rank above everything; the rest compete to regrow.
     growth_scores = criterion_scores(growth_criterion, growth_key, inputs)
     new_mask = select(jax.tree.map(lambda m, s: jnp.where(m, jnp.inf, s),
-                                   kept, growth_scores), inputs.density)
+                                   kept, growth_scores), inputs.keep_fraction)
     return new_mask, DynamicMaskState(key=key)
 
-  return MaskStrategy(init=init, observe=observe, refresh=refresh)
+  return MaskStrategy(init=init, reselect=reselect)
 
 
 def random_mask(seed: int = 0) -> MaskStrategy:
   """A fixed random mask with the requested sparsity: the control baseline.
 
   Tells whether the Fisher or dynamic choice of parameters beats chance.
-
-  >>> import jax.numpy as jnp, optax, ssam_jax
-  >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.5,
-  ...                     mask=ssam_jax.random_mask(seed=1))
-  >>> int(opt.init({'w': jnp.zeros(10)}).mask['w'].sum())
-  5
+  The experiments call SSAM with this mask ``ssam-random``.
 
   Args:
     seed: seed of the mask.
 
   Returns:
-    A :class:`MaskStrategy` for :func:`ssam_jax.ssam` whose mask never changes.
+    A :class:`MaskStrategy` for :func:`ssam_jax.ssam` whose mask never
+    changes; its state is ``optax.EmptyState()``.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, ssam_jax
+    >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.5,
+    ...                     mask=ssam_jax.random_mask(seed=1))
+    >>> int(opt.init({'w': jnp.zeros(10)}).mask['w'].sum())
+    5
   """
-  _check_seed(seed)
+  validation.check_int("seed", seed)
   random_initial_mask = _random_initial_mask(seed)
 
   def init(params, select):
-    return random_initial_mask(params, select), RandomMaskState()
+    return random_initial_mask(params, select), optax.EmptyState()
 
-  def observe(state, grads, has_fisher_fn):
-    del grads, has_fisher_fn
-    return state
-
-  return MaskStrategy(init=init, observe=observe, refresh=None)
+  return MaskStrategy(init=init)

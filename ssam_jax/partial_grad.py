@@ -11,10 +11,9 @@ the backward pass below the lowest perturbed layer.
 Use it only with ``pattern="tensorwise"`` and ``normalize="masked"``: with
 other settings ``eps`` depends on the gradient of unperturbed entries, which
 this path replaces by zeros. For the same reason, do not combine it with
-``fisher_mask(accumulate=True)`` (the free accumulator would sum those zeros);
-pass ``fisher_fn`` with ``fisher_mask(accumulate=False)``, or use
-``dynamic_mask``/``random_mask``, whose refreshes run on the full-gradient
-steps.
+``fisher_mask(accumulate=True)`` (the accumulator would sum those zeros);
+pass ``fisher_fn`` with ``fisher_mask()``, or use ``dynamic_mask`` or
+``random_mask``, whose refreshes run on the full-gradient steps.
 
 The set of perturbed tensors must be static (Python booleans) for that, so
 the training loop reads it from the optimizer state after each mask refresh
@@ -22,22 +21,22 @@ with :func:`perturbed_tensors` and passes it as a static argument: ``jax.jit``
 then compiles once per distinct set and reuses the cache. On refresh steps
 the new set is not yet known, so those steps take the full gradient::
 
-  @functools.partial(jax.jit, static_argnames="active")
-  def train_step(params, state, batch, active):
-    grad = (jax.value_and_grad(loss_fn) if active is None
-            else ssam_jax.value_and_partial_grad(loss_fn, active))
+  @functools.partial(jax.jit, static_argnames="perturbed")
+  def train_step(params, state, batch, perturbed):
+    grad = (jax.value_and_grad(loss_fn) if perturbed is None
+            else ssam_jax.value_and_partial_grad(loss_fn, wrt=perturbed))
     loss, grads = grad(params, batch)
     updates, state = opt.update(grads, state, params,
                                 grad_fn=lambda p: jax.grad(loss_fn)(p, batch))
     return optax.apply_updates(params, updates), state, loss
 
-  active = None
+  perturbed = None
   for step, batch in enumerate(batches):
     refresh = step % mask_update_every == 0
     params, state, loss = train_step(params, state, batch,
-                                     None if refresh else active)
+                                     None if refresh else perturbed)
     if refresh:
-      active = ssam_jax.perturbed_tensors(state)   # one small device read
+      perturbed = ssam_jax.perturbed_tensors(state)   # one small device read
 """
 
 from collections.abc import Callable, Sequence
@@ -53,22 +52,15 @@ PyTree = Any
 
 def value_and_partial_grad(
     fun: Callable[..., Any],
-    active: Sequence[bool],
+    wrt: Sequence[bool],
     has_aux: bool = False,
 ) -> Callable[..., tuple[Any, PyTree]]:
   """Like ``jax.value_and_grad(fun)``, but differentiates only some leaves.
 
-  >>> import jax.numpy as jnp, ssam_jax
-  >>> loss = lambda p: jnp.sum(p['a'] ** 2) + jnp.sum(3 * p['b'])
-  >>> value, grads = ssam_jax.value_and_partial_grad(loss, (True, False))(
-  ...     {'a': jnp.array([1.0, 2.0]), 'b': jnp.array([1.0])})
-  >>> float(value), grads['a'].tolist(), grads['b'].tolist()
-  (8.0, [2.0, 4.0], [0.0])
-
   Args:
     fun: ``fun(params, *args)``, returning a scalar (or ``(scalar, aux)``
       with ``has_aux``).
-    active: one static Python bool per leaf of ``params`` (in
+    wrt: one static Python bool per leaf of ``params`` (in
       ``jax.tree.leaves`` order), e.g. from :func:`perturbed_tensors`. Only
       these leaves are differentiated.
     has_aux: whether ``fun`` returns ``(value, aux)``.
@@ -76,27 +68,34 @@ def value_and_partial_grad(
   Returns:
     A function of ``(params, *args)`` returning ``(value, grads)`` where
     ``grads`` is shaped like ``params``, with zeros (constants, never
-    computed) for the inactive leaves.
+    computed) for the other leaves.
+
+  Examples:
+    >>> import jax.numpy as jnp, ssam_jax
+    >>> loss = lambda p: jnp.sum(p['a'] ** 2) + jnp.sum(3 * p['b'])
+    >>> value, grads = ssam_jax.value_and_partial_grad(loss, wrt=(True, False))(
+    ...     {'a': jnp.array([1.0, 2.0]), 'b': jnp.array([1.0])})
+    >>> float(value), grads['a'].tolist(), grads['b'].tolist()
+    (8.0, [2.0, 4.0], [0.0])
   """
-  active = tuple(bool(a) for a in active)
+  wrt = tuple(bool(w) for w in wrt)
 
   def value_and_grads(params, *args):
     leaves, treedef = jax.tree.flatten(params)
-    if len(leaves) != len(active):
+    if len(leaves) != len(wrt):
       raise ValueError(
-          f"active has {len(active)} entries but params has {len(leaves)} "
-          "leaves.")
+          f"wrt has {len(wrt)} entries but params has {len(leaves)} leaves.")
 
-    def fun_of_active(active_leaves):
-      chosen = iter(active_leaves)
-      merged = [next(chosen) if a else leaf for leaf, a in zip(leaves, active)]
+    def fun_of_differentiated(differentiated):
+      chosen = iter(differentiated)
+      merged = [next(chosen) if w else leaf for leaf, w in zip(leaves, wrt)]
       return fun(jax.tree.unflatten(treedef, merged), *args)
 
-    value, active_grads = jax.value_and_grad(fun_of_active, has_aux=has_aux)(
-        [leaf for leaf, a in zip(leaves, active) if a])
-    computed = iter(active_grads)
-    grads = [next(computed) if a else jnp.zeros_like(leaf)
-             for leaf, a in zip(leaves, active)]
+    value, partial = jax.value_and_grad(fun_of_differentiated, has_aux=has_aux)(
+        [leaf for leaf, w in zip(leaves, wrt) if w])
+    computed = iter(partial)
+    grads = [next(computed) if w else jnp.zeros_like(leaf)
+             for leaf, w in zip(leaves, wrt)]
     return value, jax.tree.unflatten(treedef, grads)
 
   return value_and_grads
@@ -113,7 +112,15 @@ def perturbed_tensors(state: optax.OptState) -> tuple[bool, ...]:
       possibly inside a chain or wrapper.
 
   Returns:
-    One bool per leaf of the params, True where any entry is perturbed.
+    One bool per leaf of the params, True where any entry is perturbed: the
+    ``wrt`` of :func:`value_and_partial_grad`.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, ssam_jax
+    >>> opt = ssam_jax.ssam(optax.sgd(0.1), sparsity=0.5,
+    ...                     mask=ssam_jax.random_mask(), pattern="tensorwise")
+    >>> ssam_jax.perturbed_tensors(opt.init({'a': jnp.ones(4), 'b': jnp.ones(4)}))
+    (True, False)
   """
   mask = optax.tree.get(state, "mask")
   if mask is None:

@@ -1,21 +1,22 @@
-"""Mask patterns: how a score per parameter becomes a mask of a given density.
+"""Mask patterns: how a score per parameter becomes a mask.
 
 Each pattern turns a list of score arrays (one per perturbable leaf) and a
-density (the fraction of parameters to keep, ``1 - sparsity``) into boolean
-masks:
+``keep_fraction`` (the fraction of parameters to perturb, ``1 - sparsity``)
+into boolean masks:
 
-* ``"unstructured"``: the ``floor(density * d)`` highest scores across all
-  leaves, exactly (see :func:`ssam_jax.topk_mask`).
-* ``"tensorwise"``: whole leaves within a budget of ``floor(density * d)``
-  parameters, taken greedily in decreasing order of their mean score; a leaf
-  that would overflow the budget is skipped and smaller ones after it may
-  still fit. The mask density is therefore at most ``density``: the sparsity
-  the caller asked for is a guarantee, not an average.
-* ``"N:M"`` (for example ``"2:4"``): in every group of ``M`` consecutive
-  weights along the input dimension of a kernel (axis ``-2``: ``in`` of a
-  Dense ``(in, out)`` kernel, ``in`` of a Conv ``(..., in, out)`` kernel),
-  keep the ``round(density * M)`` best. Leaves with fewer than two dimensions
-  stay fully perturbed.
+* ``"unstructured"``: the ``floor(keep_fraction * d)`` highest scores across
+  all leaves, exactly (see :func:`ssam_jax.topk_mask`).
+* ``"tensorwise"``: whole leaves within a budget of
+  ``floor(keep_fraction * d)`` parameters, taken greedily in decreasing order
+  of their mean score; a leaf that would overflow the budget is skipped and
+  smaller ones after it may still fit. The fraction kept is therefore at most
+  ``keep_fraction``: the sparsity the caller asked for is a guarantee, not an
+  average.
+* ``"N:M"`` (for example ``"2:4"``, :class:`NOutOfM`): in every group of
+  ``M`` consecutive weights along the input dimension of a kernel (axis
+  ``-2``: ``in`` of a Dense ``(in, out)`` kernel, ``in`` of a Conv
+  ``(..., in, out)`` kernel), keep the ``round(keep_fraction * M)`` best.
+  Leaves with fewer than two dimensions stay fully perturbed.
 """
 
 import dataclasses
@@ -32,40 +33,41 @@ from ssam_jax import topk
 
 
 class Pattern(Protocol):
-  """Selects a mask of a given density from per-parameter scores."""
+  """Selects a mask keeping a fraction of the parameters, by their scores."""
 
-  def select(self, scores: Sequence[jax.Array], density) -> list[jax.Array]:
+  def select(self, scores: Sequence[jax.Array],
+             keep_fraction) -> list[jax.Array]:
     """Returns one boolean array per score array."""
 
 
-def num_kept(density, size: int):
-  """``floor(density * size)``, exact in Python when density is static."""
-  if isinstance(density, (int, float)):
-    return math.floor(density * size)
-  return jnp.floor(jnp.asarray(density, jnp.float32) * size).astype(jnp.int32)
+def num_kept(keep_fraction, size: int):
+  """``floor(keep_fraction * size)``, exact in Python when it is static."""
+  if isinstance(keep_fraction, (int, float)):
+    return math.floor(keep_fraction * size)
+  return jnp.floor(jnp.asarray(keep_fraction, jnp.float32) * size).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
 class Unstructured:
-  """Element-wise mask with exactly ``floor(density * d)`` ones."""
+  """Element-wise mask with exactly ``floor(keep_fraction * d)`` ones."""
 
-  def select(self, scores, density):
+  def select(self, scores, keep_fraction):
     size = sum(int(s.size) for s in scores)
-    return topk.topk_mask_leaves(scores, num_kept(density, size))
+    return topk.topk_mask_leaves(scores, num_kept(keep_fraction, size))
 
 
 @dataclasses.dataclass(frozen=True)
 class Tensorwise:
   """Whole leaves by decreasing mean score, within a parameter budget.
 
-  The budget is ``floor(density * d)`` parameters. Stopping at the first leaf
+  The budget is ``floor(keep_fraction * d)`` parameters. Stopping at the first leaf
   that overflows it would let one large tensor decide everything (a conv with
   78% of a small CNN's weights either takes the whole budget at s = 0.5 or,
-  under a "cover the density" rule, forces a density of 1); skipping it and
+  under a "cover the fraction" rule, forces a fraction of 1); skipping it and
   going on with smaller leaves keeps the budget and the ranking both honoured.
   """
 
-  def select(self, scores, density):
+  def select(self, scores, keep_fraction):
     if not scores:
       return []
     mean_scores = topk.sanitize_scores(
@@ -75,7 +77,7 @@ class Tensorwise:
       raise ValueError(
           "pattern='tensorwise' counts parameters in int32; got "
           f"{total_size} perturbable parameters.")
-    budget = jnp.asarray(num_kept(density, total_size), jnp.int32)
+    budget = jnp.asarray(num_kept(keep_fraction, total_size), jnp.int32)
     sizes = jnp.asarray([s.size for s in scores], jnp.int32)
     # A stable sort of a vector with one entry per leaf: cheap, and ties go
     # to the earlier leaf.
@@ -92,28 +94,52 @@ class Tensorwise:
 
 
 @dataclasses.dataclass(frozen=True)
-class NOfM:
-  """N:M structured mask along the input dimension of each kernel."""
+class NOutOfM:
+  """``keep`` of every ``group_size`` weights along a kernel's input axis.
 
-  n: int
-  m: int
+  The pattern written ``"keep:group_size"``, e.g. ``"2:4"``. Groups run
+  along axis ``-2`` (the input dimension of Dense and Conv kernels). Leaves
+  with fewer than two dimensions stay fully perturbed.
+
+  Attributes:
+    keep: weights perturbed in each group (``N``), ``0 <= keep <= group_size``.
+    group_size: weights per group (``M``), >= 1.
+  """
+
+  keep: int
+  group_size: int
 
   def __post_init__(self):
-    if self.m < 1:
-      raise ValueError(f"pattern N:M needs M >= 1, got M={self.m}.")
-    if not 0 <= self.n <= self.m:
+    if self.group_size < 1:
       raise ValueError(
-          f"pattern N:M needs 0 <= N <= M, got N={self.n}, M={self.m}.")
+          f"pattern N:M needs M >= 1, got M={self.group_size}.")
+    if not 0 <= self.keep <= self.group_size:
+      raise ValueError(f"pattern N:M needs 0 <= N <= M, got N={self.keep}, "
+                       f"M={self.group_size}.")
 
   @property
-  def density(self) -> float:
-    return self.n / self.m
+  def keep_fraction(self) -> float:
+    return self.keep / self.group_size
 
-  def select(self, scores, density):
-    if isinstance(density, (int, float)):
-      keep = round(density * self.m)
+  def check_fits(self, shapes: Sequence[tuple], paths: Sequence[str]) -> None:
+    """Raises a ValueError unless every kernel's input axis splits into groups.
+
+    A partial last group would keep more than ``keep / group_size`` of its
+    weights, so the mask would not have the sparsity asked for.
+    """
+    for shape, path in zip(shapes, paths):
+      if len(shape) >= 2 and shape[-2] % self.group_size:
+        raise ValueError(
+            f"pattern '{self.keep}:{self.group_size}' needs the input axis "
+            f"(-2) of every perturbed kernel to be a multiple of "
+            f"{self.group_size}: leaf {path!r} has shape {tuple(shape)}. "
+            "Leave it out with perturbed_leaves, or choose another pattern.")
+
+  def select(self, scores, keep_fraction):
+    if isinstance(keep_fraction, (int, float)):
+      keep = round(keep_fraction * self.group_size)
     else:
-      keep = jnp.round(jnp.asarray(density, jnp.float32) * self.m)
+      keep = jnp.round(jnp.asarray(keep_fraction, jnp.float32) * self.group_size)
     return [self._select_leaf(s, keep) for s in scores]
 
   def _select_leaf(self, scores, keep):
@@ -121,13 +147,14 @@ class NOfM:
       return jnp.ones(scores.shape, bool)
     grouped_axis_last = jnp.moveaxis(topk.sanitize_scores(scores), -2, -1)
     in_features = grouped_axis_last.shape[-1]
-    padding = (-in_features) % self.m
+    padding = (-in_features) % self.group_size
     # Padding ranks below every real score (ties go to the lower index), so a
     # partial last group keeps its real entries first.
     padded = jnp.pad(grouped_axis_last,
                      [(0, 0)] * (scores.ndim - 1) + [(0, padding)],
                      constant_values=-jnp.inf)
-    groups = padded.reshape(padded.shape[:-1] + (-1, self.m))
+    groups = padded.reshape(padded.shape[:-1] + (
+        padded.shape[-1] // self.group_size, self.group_size))
     kept = _rank_within_group(groups) < keep
     kept = kept.reshape(padded.shape)[..., :in_features]
     return jnp.moveaxis(kept, -1, -2)
@@ -148,7 +175,7 @@ def _rank_within_group(groups: jax.Array) -> jax.Array:
 
 
 PatternLike = Union[str, Pattern]
-_N_OF_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_N_OUT_OF_M = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
 def resolve_pattern(pattern: PatternLike) -> Pattern:
@@ -164,9 +191,9 @@ def resolve_pattern(pattern: PatternLike) -> Pattern:
     return Unstructured()
   if name in ("tensorwise", "tensor-wise", "tensor"):
     return Tensorwise()
-  match = _N_OF_M.match(name)
+  match = _N_OUT_OF_M.match(name)
   if match:
-    return NOfM(int(match.group(1)), int(match.group(2)))
+    return NOutOfM(int(match.group(1)), int(match.group(2)))
   raise ValueError(
       "pattern must be 'unstructured', 'tensorwise' or 'N:M' (e.g. '2:4'); "
       f"got {pattern!r}.")

@@ -31,15 +31,17 @@ def perturbation(
     perturbable: tuple,
     mask: Optional[PyTree] = None,
     normalize: str = "full",
-    adaptive: bool = False,
-    adaptive_eta: float = 0.0,
+    adaptive_eta=None,
 ) -> list:
   """Returns ``eps`` as a list over the leaves of ``params``.
 
   Entries for leaves that are not perturbable are ``None``: no perturbation
   array is allocated for them. ``eps`` is float32 whatever the parameter
-  dtype. A zero or non-finite gradient norm gives ``eps = 0``, never NaN.
+  dtype. A zero or non-finite gradient norm, or a non-finite ``rho``, gives
+  ``eps = 0``, never NaN. ``adaptive_eta`` None is SAM; a number is ASAM's
+  ``eta``.
   """
+  adaptive = adaptive_eta is not None
   grad_leaves = jax.tree.leaves(grads)
   param_leaves = jax.tree.leaves(params)
   mask_leaves = (jax.tree.leaves(mask) if mask is not None
@@ -57,8 +59,9 @@ def perturbation(
     norm = _global_norm([jnp.where(m, s, 0.0) for s, m in zip(scaled, masks)])
   else:
     norm = _global_norm(scaled)
-  valid = (norm > 0) & jnp.isfinite(norm)
-  factor = jnp.where(valid, jnp.asarray(rho, jnp.float32) / jnp.where(valid, norm, 1.0), 0.0)
+  rho = jnp.asarray(rho, jnp.float32)
+  valid = (norm > 0) & jnp.isfinite(norm) & jnp.isfinite(rho)
+  factor = jnp.where(valid, rho / jnp.where(valid, norm, 1.0), 0.0)
 
   eps_perturbable = []
   for s, t, m in zip(scaled, scale_by, masks):
@@ -70,17 +73,45 @@ def perturbation(
 
 
 def add_perturbation(params: PyTree, eps: list) -> PyTree:
-  """``params + eps`` leaf by leaf, keeping each leaf's dtype."""
+  """``params + eps`` leaf by leaf, keeping each leaf's dtype.
+
+  The sum is taken in float32, or in the parameter's dtype when it is wider
+  (float64 under ``jax_enable_x64``), so unperturbed entries come back
+  exactly.
+  """
   leaves, treedef = jax.tree.flatten(params)
-  perturbed = [
-      p if e is None else (p.astype(jnp.float32) + e).astype(p.dtype)
-      for p, e in zip(leaves, eps)
-  ]
+  perturbed = []
+  for p, e in zip(leaves, eps):
+    if e is not None:
+      wide = jnp.promote_types(p.dtype, jnp.float32)
+      p = (p.astype(wide) + e).astype(p.dtype)
+    perturbed.append(p)
   return jax.tree.unflatten(treedef, perturbed)
 
 
-def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
-  """Calls ``grad_fn`` and checks that its result matches ``grads``."""
+def check_gradients(grads: PyTree, params: PyTree) -> None:
+  """Raises unless ``grads`` has the leaves and leaf shapes of ``params``."""
+  mismatch = leaf_filters.path_mismatch(grads, params)
+  if mismatch is not None:
+    raise TypeError(f"update() needs grads with the leaves of params: {mismatch}.")
+  mismatch = leaf_filters.shape_mismatch(grads, params)
+  if mismatch is not None:
+    raise ValueError(
+        f"update() needs grads with the shapes of params: {mismatch}.")
+
+
+def check_floating(params: PyTree, perturbable: tuple) -> None:
+  """Raises a TypeError for a perturbable leaf that is not floating point."""
+  for path, p, use in zip(leaf_filters.leaf_paths(params),
+                          jax.tree.leaves(params), perturbable):
+    dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
+    if use and not jnp.issubdtype(dtype, jnp.floating):
+      raise TypeError(
+          f"only floating-point params can be perturbed; leaf {path!r} has "
+          f"dtype {dtype}. Leave it out with perturbed_leaves.")
+
+
+def check_grad_fn(grad_fn) -> None:
   if grad_fn is None:
     raise TypeError(
         "update() needs the keyword argument grad_fn: a function mapping "
@@ -88,10 +119,16 @@ def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
         "grad_fn=lambda p: jax.grad(loss_fn)(p, batch).")
   if not callable(grad_fn):
     raise TypeError(f"grad_fn must be callable, got {type(grad_fn).__name__}.")
+
+
+def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
+  """Calls ``grad_fn`` and checks that its result matches ``grads``."""
+  check_grad_fn(grad_fn)
   new_grads = grad_fn(perturbed_params)
   expected = jax.tree.structure(grads)
   if jax.tree.structure(new_grads) != expected:
     try:
+      # Inside optax.masked, grad_fn may return the full tree.
       new_grads = leaf_filters.restrict_like(new_grads, grads)
     except (ValueError, TypeError):
       pass
@@ -100,11 +137,9 @@ def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
         "grad_fn must return a gradient with the structure of the gradient "
         f"passed to update(); expected {expected}, got "
         f"{jax.tree.structure(new_grads)}.")
-  for old, new in zip(jax.tree.leaves(grads), jax.tree.leaves(new_grads)):
-    if jnp.shape(old) != jnp.shape(new):
-      raise ValueError(
-          "grad_fn returned a leaf of shape "
-          f"{jnp.shape(new)} where the gradient has shape {jnp.shape(old)}.")
+  mismatch = leaf_filters.shape_mismatch(new_grads, grads)
+  if mismatch is not None:
+    raise ValueError(f"grad_fn returned a gradient unlike params: {mismatch}.")
   return new_grads
 
 

@@ -3,12 +3,10 @@
 from typing import Any, NamedTuple, Optional, Union
 
 import jax
-import jax.numpy as jnp
 import optax
 
+from ssam_jax import _core
 from ssam_jax import leaf_filters
-from ssam_jax import perturbation
-from ssam_jax import sharding
 from ssam_jax import validation
 
 
@@ -32,8 +30,7 @@ def sam(
     base_optimizer: optax.GradientTransformation,
     rho: Union[float, optax.Schedule] = 0.05,
     *,
-    adaptive: bool = False,
-    adaptive_eta: float = 0.01,
+    adaptive_eta: Optional[float] = None,
     perturbed_leaves: leaf_filters.LeafFilter = None,
     axis_name: Optional[Union[str, tuple]] = None,
     m_sharpness: bool = False,
@@ -45,37 +42,35 @@ def sam(
   perturbable leaves, and feeds ``grad_fn(w + eps)`` to ``base_optimizer``.
   Both gradients are computed in one ``update`` call, so the transformation
   chains like any other (unlike ``optax.contrib.sam``, it needs no
-  alternating adversarial steps).
+  alternating adversarial steps). With ``adaptive_eta`` it is ASAM:
+  ``eps = rho * T^2 g / ||T g||`` with ``T = |w| + adaptive_eta``.
 
-  A zero gradient gives ``eps = 0`` rather than NaN (``optax.contrib``'s
-  ``normalize`` divides by zero there), as does a non-finite one. Unlike the
-  common PyTorch implementations we add no ``1e-12`` to the norm, so
-  ``||eps|| = rho`` exactly. With ``rho=0`` (a Python number) ``grad_fn`` is
-  not called and the base optimizer is reproduced exactly.
+  Non-finite values: a zero or non-finite ``||g||``, or a non-finite
+  ``rho`` (say, from a schedule), gives ``eps = 0``: the step is the base
+  optimizer's step with ``grad_fn(w)``, and the parameters are never set to
+  NaN by the perturbation. Unlike the common PyTorch implementations we add
+  no ``1e-12`` to the norm, so ``||eps|| = rho`` exactly. To skip steps whose
+  gradients are not finite, wrap with ``optax.apply_if_finite``, which
+  checks the gradient it is given: ``sam(optax.apply_if_finite(base, n))``
+  checks the perturbed gradient ``grad_fn(w + eps)``, which the base
+  optimizer consumes; ``optax.apply_if_finite(sam(base), n)`` checks only
+  ``g``, so a NaN that only ``grad_fn`` produces passes through. Nest both
+  to guard both gradients.
 
-  >>> import jax, jax.numpy as jnp, optax, ssam_jax
-  >>> loss = lambda p: jnp.sum((p['w'] - 1.0) ** 2)
-  >>> opt = ssam_jax.sam(optax.sgd(0.1), rho=0.05)
-  >>> params = {'w': jnp.zeros(3)}
-  >>> state = opt.init(params)
-  >>> for _ in range(50):
-  ...   grads = jax.grad(loss)(params)
-  ...   updates, state = opt.update(grads, state, params, grad_fn=jax.grad(loss))
-  ...   params = optax.apply_updates(params, updates)
-  >>> bool(jnp.allclose(params['w'], 1.0, atol=0.05))
-  True
+  With ``rho=0`` (a Python number) ``grad_fn`` is not called and the base
+  optimizer is reproduced exactly.
 
   Args:
     base_optimizer: the optimizer that consumes the perturbed gradient.
     rho: radius of the perturbation, a number >= 0 or an Optax schedule
       (a function of the step count).
-    adaptive: ASAM (Kwon et al.): scale the perturbation elementwise by
-      ``T = |w| + adaptive_eta``, ``eps = rho * T^2 g / ||T g||``.
-    adaptive_eta: the offset ``eta`` of ASAM.
+    adaptive_eta: None for SAM; a number >= 0 for ASAM (Kwon et al.), the
+      offset ``eta`` in ``T = |w| + eta`` (Kwon et al. use 0.01).
     perturbed_leaves: which leaves may be perturbed: ``None`` for all, a
       pytree of Python booleans shaped like the params, or a callable
       mapping params to one (e.g. :func:`ssam_jax.kernels_only`). Other
-      leaves are evaluated unperturbed and do not enter ``||g||``.
+      leaves are evaluated unperturbed and do not enter ``||g||``. A filter
+      that selects no leaf raises a ``ValueError`` at ``init``.
     axis_name: inside ``shard_map`` or ``pmap``, the name of the data axis.
       ``update`` then takes local gradients and averages over that axis the
       gradient at ``w`` (so ``eps``, the mask and ``||g||`` are global), the
@@ -89,9 +84,23 @@ def sam(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
-    ``params`` and the keyword argument ``grad_fn``, a function from params
-    to the gradient of the loss at those params (same batch). Other keyword
-    arguments are passed on to ``base_optimizer``.
+    ``params`` (floating point where perturbed) and the keyword argument
+    ``grad_fn``, a function from params to the gradient of the loss at those
+    params (same batch); ``grads`` must have the leaves and shapes of
+    ``params``. Other keyword arguments are passed on to ``base_optimizer``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax, ssam_jax
+    >>> loss = lambda p: jnp.sum((p['w'] - 1.0) ** 2)
+    >>> opt = ssam_jax.sam(optax.sgd(0.1), rho=0.05)
+    >>> params = {'w': jnp.zeros(3)}
+    >>> state = opt.init(params)
+    >>> for _ in range(50):
+    ...   grads = jax.grad(loss)(params)
+    ...   updates, state = opt.update(grads, state, params, grad_fn=jax.grad(loss))
+    ...   params = optax.apply_updates(params, updates)
+    >>> bool(jnp.allclose(params['w'], 1.0, atol=0.05))
+    True
 
   References:
     Foret et al., `Sharpness-Aware Minimization for Efficiently Improving
@@ -102,27 +111,7 @@ def sam(
     <https://arxiv.org/abs/2102.11600>`_, 2021
   """
   validation.check_rho(rho)
-  validation.check_adaptive_eta(adaptive_eta)
-  leaf_filters.check_leaf_filter(perturbed_leaves)
-  validation.check_axis_options(axis_name, m_sharpness)
-  base_optimizer = optax.with_extra_args_support(base_optimizer)
-
-  def init_fn(params):
-    return SAMState(count=jnp.zeros([], jnp.int32),
-                    base_state=base_optimizer.init(params))
-
-  def update_fn(updates, state, params=None, *, grad_fn=None, **extra_args):
-    params = validation.require_params(params, "sam")
-    grads = sharding.mean_over(axis_name, updates)
-    if not validation.is_static_zero(rho):
-      grads = perturbation.sharpness_aware_gradient(
-          updates if m_sharpness else grads, params,
-          perturbation.current_rho(rho, state.count), grad_fn,
-          leaf_filters.resolve_leaf_filter(perturbed_leaves, params),
-          axis_name=axis_name, adaptive=adaptive, adaptive_eta=adaptive_eta)
-    updates, base_state = base_optimizer.update(
-        grads, state.base_state, params, **extra_args)
-    return updates, SAMState(count=optax.safe_increment(state.count),
-                             base_state=base_state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  options = _core.check_options(adaptive_eta, perturbed_leaves, axis_name,
+                                m_sharpness)
+  return _core.sharpness_aware(base_optimizer, rho, options, None,
+                               name="sam", state_type=SAMState)

@@ -131,8 +131,8 @@ def topk_mask_leaves(scores: Sequence[jax.Array], k) -> list[jax.Array]:
   num_above = sum(jnp.sum(key > threshold, dtype=jnp.int32) for key in keys)
   num_at = sum(jnp.sum(key == threshold, dtype=jnp.int32) for key in keys)
   num_needed = k - num_above
-  # Ranking the ties costs a cumulative sum per leaf; skip it in the common
-  # case where every tied entry is needed.
+  # Ranking the ties costs about log2(total) more counting passes (see
+  # _break_ties); skip them in the common case where every tie is needed.
   return jax.lax.cond(
       num_at == num_needed,
       lambda: [key >= threshold for key in keys],
@@ -149,19 +149,20 @@ def topk_mask(scores, k):
   except ``-inf``. Neither concatenates the leaves nor sorts them: the k-th
   largest value is found by at most 32 counting passes over the leaves.
 
-  >>> import jax.numpy as jnp
-  >>> import ssam_jax
-  >>> scores = {'a': jnp.array([3., 1.]), 'b': jnp.array([[2., 5.]])}
-  >>> mask = ssam_jax.topk_mask(scores, 2)
-  >>> mask['a'].tolist(), mask['b'].tolist()
-  ([True, False], [[False, True]])
-
   Args:
     scores: a pytree of arrays.
     k: how many entries to mark (Python or traced integer).
 
   Returns:
     A pytree of boolean arrays shaped like ``scores``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import ssam_jax
+    >>> scores = {'a': jnp.array([3., 1.]), 'b': jnp.array([[2., 5.]])}
+    >>> mask = ssam_jax.topk_mask(scores, 2)
+    >>> mask['a'].tolist(), mask['b'].tolist()
+    ([True, False], [[False, True]])
   """
   leaves, treedef = jax.tree.flatten(scores)
   return jax.tree.unflatten(treedef, topk_mask_leaves(leaves, k))

@@ -15,7 +15,7 @@ from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
 from experiments.analysis import training_curves
-from experiments import testing
+import experiment_helpers as testing
 from experiments import train
 
 DEMO = ["--demo", "--demo-epochs", "2"]
@@ -32,6 +32,7 @@ def _check_outputs(paths):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_gradient_ratio_demo(tmp_path):
   data = _check_outputs(gradient_ratio.main(DEMO + ["--out", str(tmp_path)]))
   assert data["dataset"] == common.SYNTHETIC
@@ -50,6 +51,7 @@ def test_landscape_demo(tmp_path):
     assert loss[2, 2] == pytest.approx(model["center_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_hessian_demo(tmp_path):
   data = _check_outputs(hessian.main(
       DEMO + ["--lanczos-steps", "12", "--out", str(tmp_path)]))
@@ -114,6 +116,7 @@ def test_metrics_figures_with_demo_runs(tmp_path):
   assert set(data["sparse"]) == {"ssam-f", "ssam-d"} and "sam" in data["dense"]
 
 
+@pytest.mark.slow
 def test_convergence_command(tmp_path):
   data = _check_outputs(convergence.main(
       ["--num-steps", "300", "--num-seeds", "2", "--optimizers", "sam,ssam",

@@ -49,3 +49,22 @@ def test_zero_gradient_gives_zero_perturbation_and_all_excluded():
       loss_fn, {"w": jnp.zeros(4)}, RHO)
   assert (stats.num_valid, stats.num_excluded) == (0, 4)
   assert np.isnan(stats.fraction_below_zero)
+
+
+def test_zero_gradient_gives_a_finite_sam_gradient_and_statistics():
+  # rho g / ||g|| is 0 / 0 here; the library's perturbation makes it 0.
+  zero = {"w": jnp.zeros(4)}
+  g_sam, g_sgd = gradient_ratio.sam_and_sgd_gradients(loss_fn, zero, RHO)
+  assert np.all(np.isfinite(g_sam["w"]))
+  np.testing.assert_array_equal(g_sam["w"], g_sgd["w"])
+  stats = gradient_ratio.gradient_ratio_statistics(loss_fn, zero, RHO)
+  assert np.all(np.isfinite(stats.counts)) and int(stats.counts.sum()) == 0
+
+
+def test_non_finite_rho_gives_no_perturbation():
+  # eps = 0, so g_SAM = g_SGD: r = -inf (below zero) wherever g_SGD != 0.
+  g_sam, g_sgd = gradient_ratio.sam_and_sgd_gradients(loss_fn, P, float("inf"))
+  np.testing.assert_array_equal(g_sam["w"], g_sgd["w"])
+  stats = gradient_ratio.gradient_ratio_statistics(loss_fn, P, float("nan"))
+  assert (stats.num_valid, stats.num_excluded) == (3, 1)
+  assert stats.fraction_below_zero == 1.0

@@ -6,16 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import tiny_mlp
 from ssam_jax.analysis import hessian
-import small_mlp
 
-PARAMS = small_mlp.init_params(0)
-BATCH = small_mlp.synthetic_batch(1, size=32)
+PARAMS = tiny_mlp.init_params(0)
+BATCH = tiny_mlp.synthetic_batch(1, size=32)
 FLAT, UNRAVEL = ravel_pytree(PARAMS)
 
 
 def loss_fn(params):
-  return small_mlp.loss(params, BATCH)
+  return tiny_mlp.loss(params, BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_hvp_matches_hessian_times_vector(exact):
   v = jax.random.normal(jax.random.key(3), FLAT.shape)
   out = hessian.hvp(loss_fn, PARAMS, UNRAVEL(v))
   assert jax.tree.structure(out) == jax.tree.structure(PARAMS)
-  np.testing.assert_allclose(small_mlp.flat(out), matrix @ np.asarray(v),
+  np.testing.assert_allclose(tiny_mlp.flat(out), matrix @ np.asarray(v),
                              rtol=1e-4, atol=1e-5)
 
 

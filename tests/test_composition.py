@@ -10,11 +10,11 @@ import pytest
 from flax import nnx
 
 import ssam_jax
-from small_mlp import (example_loss, flat, init_params, loss,
-                       synthetic_batch)
+from experiments.tiny_mlp import (example_loss, flat, init_params, loss,
+                                  synthetic_batch)
 
 STRATEGIES = {
-    "fisher": lambda: ssam_jax.fisher_mask(),
+    "fisher": lambda: ssam_jax.fisher_mask(accumulate=True),
     "dynamic": lambda: ssam_jax.dynamic_mask(total_steps=12),
     "random": lambda: ssam_jax.random_mask(),
 }
@@ -31,7 +31,7 @@ def num_ones(mask):
 
 def test_inside_chain_and_mask_is_found_by_tree_get():
   params, batch = init_params(), synthetic_batch()
-  alone = ssam_jax.ssam(optax.sgd(0.1), 0.1, 0.5)
+  alone = ssam_jax.ssam(optax.sgd(0.1), 0.1, 0.5, mask=STRATEGIES["fisher"]())
   chained = optax.chain(optax.clip_by_global_norm(1e6), alone)
   expected, _ = one_update(alone, alone.init(params), params, batch)
   actual, state = one_update(chained, chained.init(params), params, batch)
@@ -43,9 +43,11 @@ def test_inside_chain_and_mask_is_found_by_tree_get():
 
 def test_inject_hyperparams_rho_and_sparsity():
   params, batch = init_params(), synthetic_batch()
-  static = ssam_jax.ssam(optax.sgd(0.1), rho=0.1, sparsity=0.5, mask_update_every=2)
+  static = ssam_jax.ssam(optax.sgd(0.1), rho=0.1, sparsity=0.5, mask_update_every=2,
+                         mask=STRATEGIES["fisher"]())
   injected = optax.inject_hyperparams(ssam_jax.ssam, static_args=("mask_update_every",))(
-      base_optimizer=optax.sgd(0.1), rho=0.1, sparsity=0.5, mask_update_every=2)
+      base_optimizer=optax.sgd(0.1), rho=0.1, sparsity=0.5, mask_update_every=2,
+      mask=STRATEGIES["fisher"]())
   expected, _ = one_update(static, static.init(params), params, batch)
   state = injected.init(params)
   actual, state = one_update(injected, state, params, batch)
@@ -135,7 +137,7 @@ def test_flax_nnx_optimizer_forwards_grad_fn():
     out = nnx.merge(graphdef, p)(batch["x"])
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(out), batch["y"][:, None], 1))
 
-  tx = ssam_jax.ssam(optax.sgd(0.1), rho=0.2, sparsity=0.5)
+  tx = ssam_jax.ssam(optax.sgd(0.1), rho=0.2, sparsity=0.5, mask=STRATEGIES["fisher"]())
   expected_updates, _ = tx.update(jax.grad(loss_of_params)(params), tx.init(params), params,
                                   grad_fn=jax.grad(loss_of_params))
   expected = optax.apply_updates(params, expected_updates)
@@ -184,9 +186,9 @@ def test_init_on_shape_dtype_structs(name):
 
 @pytest.mark.parametrize("make_opt", [
     lambda: ssam_jax.sam(optax.sgd(0.1, momentum=0.9), 0.1),
-    lambda: ssam_jax.ssam(optax.sgd(0.1, momentum=0.9), 0.1, 0.5),
+    lambda: ssam_jax.ssam(optax.sgd(0.1, momentum=0.9), 0.1, 0.5, mask=STRATEGIES["fisher"]()),
     lambda: ssam_jax.ssam(optax.adam(1e-2), 0.1, 0.5, mask=ssam_jax.dynamic_mask(total_steps=5),
-                          adaptive=True),
+                          adaptive_eta=0.01),
 ])
 def test_bfloat16_params_keep_their_dtype(make_opt):
   params = init_params(dtype=jnp.bfloat16)
@@ -224,7 +226,8 @@ def test_no_retracing_across_steps_including_refreshes(name):
 
 def test_ssam_trains_the_mlp():
   params = init_params()
-  opt = ssam_jax.ssam(optax.sgd(0.3, momentum=0.9), 0.05, 0.5, mask_update_every=5)
+  opt = ssam_jax.ssam(optax.sgd(0.3, momentum=0.9), 0.05, 0.5, mask_update_every=5,
+                      mask=STRATEGIES["fisher"]())
   state = opt.init(params)
   batch = synthetic_batch(size=64)
   step = jax.jit(lambda p, s: one_update(opt, s, p, batch))

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import ssam_jax
-from small_mlp import init_params, loss, synthetic_batch
+from experiments.tiny_mlp import init_params, loss, synthetic_batch
 
 
 def train(opt, steps=6, params=None, grad_fn_factory=None, **update_kwargs):
@@ -71,15 +71,17 @@ def test_sparsity_one_as_traced_value_reproduces_base():
   """Through inject_hyperparams the sparsity is traced: eps is zero, grad_fn runs."""
   expected, _ = train(optax.with_extra_args_support(base_optimizer()))
   opt = optax.inject_hyperparams(ssam_jax.ssam)(base_optimizer=base_optimizer(), rho=0.2,
-                                                sparsity=1.0)
+                                                sparsity=1.0,
+                                                mask=ssam_jax.fisher_mask(accumulate=True))
   actual, _ = train(opt)
   chex.assert_trees_all_equal(actual, expected)
 
 
 @pytest.mark.parametrize("make_opt", [
     lambda: ssam_jax.sam(optax.sgd(0.1), rho=0.1),
-    lambda: ssam_jax.sam(optax.sgd(0.1), rho=0.1, adaptive=True),
-    lambda: ssam_jax.ssam(optax.sgd(0.1), rho=0.1, sparsity=0.5, normalize="masked"),
+    lambda: ssam_jax.sam(optax.sgd(0.1), rho=0.1, adaptive_eta=0.01),
+    lambda: ssam_jax.ssam(optax.sgd(0.1), rho=0.1, sparsity=0.5, normalize="masked",
+                          mask=ssam_jax.fisher_mask(accumulate=True)),
 ])
 def test_zero_gradient_gives_zero_perturbation_not_nan(make_opt):
   params = init_params()

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import testing
+import experiment_helpers as testing
 
 TIMEOUT_S = 420
 RUN = dict(optimizer="ssam-f", num_epochs=1, eval_batch_size=100)  # 64, 100: split 4 ways
@@ -67,6 +67,7 @@ def _metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 @testing.requires_fashion_mnist
 def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
   two, one, single_device, cache = (

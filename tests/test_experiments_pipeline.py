@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from experiments import input_pipeline
-from experiments import testing
+import experiment_helpers as testing
 
 FMNIST = input_pipeline.DATASETS["fashion_mnist"]
 

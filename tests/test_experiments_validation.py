@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from experiments import input_pipeline
-from experiments import testing
+import experiment_helpers as testing
 from experiments import train
 
 NUM_TRAIN = 60_000

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import ssam_jax
 from ssam_jax import patterns
-from small_mlp import example_loss, init_params, loss, synthetic_batch
+from experiments.tiny_mlp import example_loss, init_params, loss, synthetic_batch
 
 SETTINGS = settings(max_examples=25, deadline=None)
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6)
@@ -65,7 +65,7 @@ def test_unstructured_mask_has_exactly_floor_density_times_d_ones(leaves, sparsi
 def test_n_of_m_keeps_n_per_group_along_input_axis(n_m, shape, seed):
   n, m = n_m
   scores = jax.random.normal(jax.random.key(seed), shape)
-  mask = np.asarray(patterns.NOfM(n, m).select([scores], n / m)[0])
+  mask = np.asarray(patterns.NOutOfM(n, m).select([scores], n / m)[0])
   in_features = shape[-2]
   grouped = np.moveaxis(mask, -2, -1)
   scores_grouped = np.moveaxis(np.asarray(scores), -2, -1)
@@ -80,7 +80,7 @@ def test_n_of_m_keeps_n_per_group_along_input_axis(n_m, shape, seed):
 
 
 def test_n_of_m_leaves_one_dimensional_leaves_fully_perturbed():
-  mask = patterns.NOfM(2, 4).select([jnp.arange(6.0)], 0.5)[0]
+  mask = patterns.NOutOfM(2, 4).select([jnp.arange(6.0)], 0.5)[0]
   assert bool(mask.all())
 
 
@@ -119,7 +119,8 @@ def test_tensorwise_skips_a_leaf_too_large_for_the_budget():
 @pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.7), ("tensorwise", 0.5),
                                               ("2:4", 0.5)])
 def test_every_strategy_supports_every_pattern(strategy, pattern, sparsity):
-  mask = {"fisher": ssam_jax.fisher_mask(), "dynamic": ssam_jax.dynamic_mask(total_steps=10),
+  mask = {"fisher": ssam_jax.fisher_mask(accumulate=True),
+          "dynamic": ssam_jax.dynamic_mask(total_steps=10),
           "random": ssam_jax.random_mask()}[strategy]
   params, batch = init_params(), synthetic_batch()
   opt = ssam_jax.ssam(optax.sgd(0.1), 0.1, sparsity, mask=mask, pattern=pattern)
@@ -139,7 +140,8 @@ def test_every_strategy_supports_every_pattern(strategy, pattern, sparsity):
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])
-@pytest.mark.parametrize("mask", [ssam_jax.fisher_mask(), ssam_jax.dynamic_mask(total_steps=5)])
+@pytest.mark.parametrize("mask", [ssam_jax.fisher_mask(accumulate=True),
+                                  ssam_jax.dynamic_mask(total_steps=5)])
 def test_non_finite_gradients_keep_exactly_k_ones(mask, bad_value):
   params, batch = init_params(), synthetic_batch()
   opt = ssam_jax.ssam(optax.sgd(0.1), 0.1, 0.6, mask=mask)

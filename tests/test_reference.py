@@ -9,8 +9,8 @@ import optax
 import pytest
 
 import ssam_jax
-from small_mlp import (example_loss, flat, init_params, loss, synthetic_batch,
-                       unflat)
+from experiments.tiny_mlp import (example_loss, flat, init_params, loss,
+                                  synthetic_batch, unflat)
 
 LEARNING_RATE, RHO = 0.1, 0.3
 
@@ -72,7 +72,8 @@ def test_ssam_fisher_step_matches_reference(sparsity):
 
 def test_ssam_fisher_without_fisher_fn_uses_squared_minibatch_gradients():
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.ssam(optax.sgd(LEARNING_RATE), RHO, 0.5)
+  opt = ssam_jax.ssam(optax.sgd(LEARNING_RATE), RHO, 0.5,
+                      mask=ssam_jax.fisher_mask(accumulate=True))
   _, state = run_one_step(opt, params, batch)
   g = flat(jax.grad(loss)(params, batch))
   expected = top_k_by_sorting(g ** 2, math.floor(0.5 * g.size))
@@ -105,7 +106,8 @@ def test_ssam_dynamic_step_matches_reference():
 
 def test_masked_normalization_uses_norm_of_masked_gradient():
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.ssam(optax.sgd(LEARNING_RATE), RHO, 0.5, normalize="masked")
+  opt = ssam_jax.ssam(optax.sgd(LEARNING_RATE), RHO, 0.5, normalize="masked",
+                      mask=ssam_jax.fisher_mask(accumulate=True))
   new_params, state = run_one_step(opt, params, batch)
   mask = flat(state.mask).astype(bool)
   w, g = flat(params), grad_vector(flat(params), params, batch)
@@ -117,7 +119,7 @@ def test_masked_normalization_uses_norm_of_masked_gradient():
 def test_adaptive_perturbation_matches_asam_formula():
   eta = 0.01
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.sam(optax.sgd(LEARNING_RATE), RHO, adaptive=True, adaptive_eta=eta)
+  opt = ssam_jax.sam(optax.sgd(LEARNING_RATE), RHO, adaptive_eta=eta)
   new_params, _ = run_one_step(opt, params, batch)
   w = flat(params)
   g = grad_vector(w, params, batch)

@@ -1,8 +1,8 @@
 """SAM and SSAM on several devices: data parallel, shard_map, FSDP.
 
-The checks live in ``sharding_cases.py`` and run in one subprocess with 8
-CPU devices (the device count is fixed when JAX starts, which this process
-has already done). Each test reports one case.
+The checks live in the ``sharding`` package next to this file and run in one
+subprocess with 8 CPU devices (the device count is fixed when JAX starts,
+which this process has already done). Each test reports one case.
 """
 
 import json
@@ -14,28 +14,32 @@ import sys
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
 TIMEOUT_S = 600
 
 sys.path.insert(0, str(HERE))
-import sharding_cases  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sharding import runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharding") / "results.json"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  # The cases import experiments/, which is not installed: the root goes on
+  # the path of the subprocess, which runs from tests/ to find the package.
+  path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(path))
   env.pop("XLA_FLAGS", None)
   try:
     run = subprocess.run(
-        [sys.executable, str(HERE / "sharding_cases.py"), str(out)],
+        [sys.executable, "-m", "sharding", str(out)],
         cwd=HERE, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
   except subprocess.TimeoutExpired:
-    pytest.fail(f"sharding_cases.py exceeded {TIMEOUT_S} s")
+    pytest.fail(f"python -m sharding exceeded {TIMEOUT_S} s")
   assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
   return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("name", sorted(sharding_cases.CASES))
+@pytest.mark.parametrize("name", sorted(runner.load_cases()))
 def test_case(results, name):
   assert name in results, f"{name} did not run"
   assert results[name] == "ok", results[name]

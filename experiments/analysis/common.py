@@ -33,6 +33,8 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import optax  # pylint: disable=wrong-import-position
 
+from experiments import steps  # pylint: disable=wrong-import-position
+from experiments import tiny_mlp  # pylint: disable=wrong-import-position
 import ssam_jax  # pylint: disable=wrong-import-position
 
 PyTree = Any
@@ -138,59 +140,40 @@ def export_model(checkpoint_dir: str, path: str) -> str:
 
 # ---------------------------------------------------------------- the demo --
 
-NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 16, 24, 4
+DEMO_SIZES = (16, 24, 4)  # features, hidden units, classes
 DEMO_SPARSITY = 0.5
+DEMO_FISHER_SAMPLES = 16
 
 
 def synthetic_data(seed: int = 0, num_train: int = 512, num_test: int = 512
                    ) -> tuple[dict, dict]:
-  """Gaussian inputs labelled by a random teacher MLP with Gumbel noise."""
-  k_x, k_t1, k_t2, k_noise = jax.random.split(jax.random.key(seed), 4)
-  x = jax.random.normal(k_x, (num_train + num_test, NUM_FEATURES))
-  teacher = jnp.tanh(x @ jax.random.normal(k_t1, (NUM_FEATURES, 32)))
-  logits = 2.0 * teacher @ jax.random.normal(k_t2, (32, NUM_CLASSES))
-  y = jnp.argmax(logits + jax.random.gumbel(k_noise, logits.shape), axis=1)
-  return ({"x": x[:num_train], "y": y[:num_train]},
-          {"x": x[num_train:], "y": y[num_train:]})
+  """Train and test sets labelled by a random teacher MLP with Gumbel noise."""
+  data = tiny_mlp.synthetic_batch(seed, num_train + num_test, sizes=DEMO_SIZES,
+                                  teacher_width=32)
+  return (jax.tree.map(lambda a: a[:num_train], data),
+          jax.tree.map(lambda a: a[num_train:], data))
 
 
 def init_mlp(key: jax.Array) -> PyTree:
-  """A one-hidden-layer tanh MLP: ``NUM_FEATURES -> NUM_HIDDEN -> NUM_CLASSES``."""
-  k1, k2 = jax.random.split(key)
-  return {"dense1": {"kernel": jax.random.normal(k1, (NUM_FEATURES, NUM_HIDDEN))
-                               / np.sqrt(NUM_FEATURES),
-                     "bias": jnp.zeros(NUM_HIDDEN)},
-          "dense2": {"kernel": jax.random.normal(k2, (NUM_HIDDEN, NUM_CLASSES))
-                               / np.sqrt(NUM_HIDDEN),
-                     "bias": jnp.zeros(NUM_CLASSES)}}
-
-
-def mlp_logits(params: PyTree, x: jax.Array) -> jax.Array:
-  h = jnp.tanh(x @ params["dense1"]["kernel"] + params["dense1"]["bias"])
-  return h @ params["dense2"]["kernel"] + params["dense2"]["bias"]
-
-
-def mlp_loss(params: PyTree, batch: dict) -> jax.Array:
-  """Mean softmax cross-entropy of the MLP on ``batch``."""
-  return optax.softmax_cross_entropy_with_integer_labels(
-      mlp_logits(params, batch["x"]), batch["y"]).mean()
-
-
-def _accuracy(params, batch):
-  return jnp.mean(jnp.argmax(mlp_logits(params, batch["x"]), -1) == batch["y"])
+  """The demo MLP: fan-in scaled kernels, zero biases."""
+  return tiny_mlp.init_params(key, sizes=DEMO_SIZES, kernel_scale=None,
+                              bias_scale=0.0)
 
 
 def demo_optimizer(name: str, sparsity: float, total_steps: int,
                    steps_per_epoch: int):
-  """SGD with momentum, alone or inside SAM / SSAM-F / SSAM-D / random mask."""
+  """SGD with momentum, alone or inside SAM / SSAM-F / SSAM-D / SSAM-random.
+
+  The names are those of ``experiments.optimizers``.
+  """
   base = optax.sgd(0.1, momentum=0.9)
   if name == "sgd":
     return optax.with_extra_args_support(base)
   if name == "sam":
     return ssam_jax.sam(base, rho=0.1)
-  strategies = {"ssam-f": lambda: ssam_jax.fisher_mask(accumulate=False),
+  strategies = {"ssam-f": lambda: ssam_jax.fisher_mask(),
                 "ssam-d": lambda: ssam_jax.dynamic_mask(0.5, total_steps),
-                "random": ssam_jax.random_mask}
+                "ssam-random": ssam_jax.random_mask}
   if name not in strategies:
     raise ValueError(f"Unknown optimizer {name!r}.")
   return ssam_jax.ssam(base, rho=0.1, sparsity=sparsity,
@@ -204,31 +187,29 @@ def _train_one(seed_key, data, optimizer, *, fisher, num_epochs, batch_size):
   num_train = train["y"].shape[0]
   steps_per_epoch = num_train // batch_size
   k_init, k_data = jax.random.split(seed_key)
-  params = init_mlp(k_init)
+  # No static refresh: inside scan the optimizer's own (traced) schedule runs.
+  train_step = steps.make_train_step(
+      steps.stateless_loss_fns(tiny_mlp.loss, tiny_mlp.example_loss), optimizer,
+      num_fisher_samples=DEMO_FISHER_SAMPLES if fisher else 0)
 
   def step(carry, indices):
-    params, state = carry
-    batch = jax.tree.map(lambda a: a[indices], train)
-    grads = jax.grad(mlp_loss)(params, batch)
-    extra = {}
-    if fisher:
-      extra["fisher_fn"] = ssam_jax.empirical_fisher(
-          lambda p, ex: mlp_loss(p, jax.tree.map(lambda a: a[None], ex)),
-          batch, num_samples=16)
-    updates, state = optimizer.update(
-        grads, state, params, grad_fn=lambda p: jax.grad(mlp_loss)(p, batch),
-        **extra)
-    return (optax.apply_updates(params, updates), state), None
+    params, opt_state = carry
+    out = train_step(params, opt_state, None,
+                     jax.tree.map(lambda a: a[indices], train))
+    return (out.params, out.opt_state), None
 
   def epoch(carry, epoch_key):
     order = jax.random.permutation(epoch_key, num_train)
     batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, -1)
     carry, _ = jax.lax.scan(step, carry, batches)
     params = carry[0]
-    metrics = jnp.stack([mlp_loss(params, train), _accuracy(params, train),
-                         mlp_loss(params, test), _accuracy(params, test)])
+    metrics = jnp.stack([tiny_mlp.loss(params, train),
+                         tiny_mlp.accuracy(params, train),
+                         tiny_mlp.loss(params, test),
+                         tiny_mlp.accuracy(params, test)])
     return carry, metrics
 
+  params = init_mlp(k_init)
   carry = (params, optimizer.init(params))
   (params, _), metrics = jax.lax.scan(
       epoch, carry, jax.random.split(k_data, num_epochs))
@@ -264,7 +245,7 @@ def demo_models(optimizers: Sequence[str] = ("sgd", "sam", "ssam-f"),
                 num_epochs: int = 10, seed: int = 0) -> list[TrainedModel]:
   """The demo MLP trained with each optimizer; loss = full training set."""
   train, _ = synthetic_data()
-  loss_fn = functools.partial(_bound_loss, batch=train)
+  loss_fn = functools.partial(tiny_mlp.loss, batch=train)
   models = []
   for name in optimizers:
     # Positional, as in write_demo_runs, so that train_demo's cache is shared.
@@ -273,10 +254,6 @@ def demo_models(optimizers: Sequence[str] = ("sgd", "sam", "ssam-f"),
     label = name if name in ("sgd", "sam") else f"{name} ({DEMO_SPARSITY:.0%})"
     models.append(TrainedModel(label, loss_fn, params, SYNTHETIC))
   return models
-
-
-def _bound_loss(params, batch):
-  return mlp_loss(params, batch)
 
 
 def write_demo_runs(root: str, optimizers: Sequence[str] = ("sgd", "sam",

@@ -66,4 +66,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0  # extra mid-epoch checkpoints; 0 = per epoch only
   config.max_checkpoints_to_keep = 2
   config.log_every_steps = 20  # progress bar refresh (forces a device sync)
+  # 0: a non-finite loss or parameters stop the run. N > 0: skip steps whose
+  # update is not finite, up to N in a row (optax.apply_if_finite inside the
+  # SAM/SSAM wrapper, see experiments/divergence.py).
+  config.skip_nonfinite_steps = 0
   return config

@@ -59,7 +59,8 @@ def make_optimizer(name: str, eta0: float, rho0: float, sparsity: float = 0.5,
     return ssam_jax.sam(base, rho=inverse_sqrt_schedule(rho0))
   if name == "ssam":
     return ssam_jax.ssam(base, rho=inverse_sqrt_schedule(rho0),
-                         sparsity=sparsity, mask=mask,
+                         sparsity=sparsity,
+                         mask=mask or ssam_jax.fisher_mask(accumulate=True),
                          mask_update_every=mask_update_every)
   raise ValueError(f"Unknown optimizer {name!r}; expected sgd, sam or ssam.")
 

@@ -24,6 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssam_jax import leaf_filters
+from ssam_jax import perturbation
+
 PyTree = Any
 
 
@@ -53,8 +56,8 @@ def sam_and_sgd_gradients(
 ) -> tuple[PyTree, PyTree]:
   """The SAM gradient and the plain gradient of ``loss_fn`` at ``params``.
 
-  A zero gradient gives a zero perturbation (``g_SAM = g_SGD``), as in
-  :func:`ssam_jax.sam`.
+  The perturbation is :func:`ssam_jax.sam`'s own: a zero or non-finite
+  gradient, or a non-finite ``rho``, gives ``eps = 0`` (``g_SAM = g_SGD``).
 
   >>> import jax.numpy as jnp
   >>> loss = lambda p: jnp.sum(p ** 4) / 4       # gradient p ** 3
@@ -70,12 +73,12 @@ def sam_and_sgd_gradients(
   Returns:
     ``(g_sam, g_sgd)``, two pytrees shaped like ``params``.
   """
-  g_sgd = jax.grad(loss_fn)(params)
-  norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(g_sgd)))
-  scale = jnp.where(norm > 0, rho / jnp.where(norm > 0, norm, 1.0), 0.0)
-  perturbed = jax.tree.map(lambda w, g: w + (scale * g).astype(w.dtype),
-                           params, g_sgd)
-  return jax.grad(loss_fn)(perturbed), g_sgd
+  grad_fn = jax.grad(loss_fn)
+  g_sgd = grad_fn(params)
+  every_leaf = leaf_filters.resolve_leaf_filter(None, params)
+  g_sam = perturbation.sharpness_aware_gradient(g_sgd, params, rho, grad_fn,
+                                                every_leaf)
+  return g_sam, g_sgd
 
 
 def log_ratio(g_sam: PyTree, g_sgd: PyTree) -> PyTree:

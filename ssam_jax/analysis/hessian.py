@@ -9,7 +9,7 @@ estimated with the Lanczos algorithm as in Ghorbani et al. (2019).
 * :func:`lanczos`: ``num_steps`` Lanczos iterations with full
   reorthogonalisation: one jitted iteration, called from a Python loop rather
   than a ``lax.fori_loop``, because XLA:CPU runs the convolutions of an HVP
-  about 5x slower inside a loop body (jax-ml/jax#12868). It stores the
+  slowly inside a loop body (see :mod:`ssam_jax.workarounds`). It stores the
   Krylov basis, ``num_steps`` vectors of the size of the model: memory is
   ``num_steps * num_params * 4`` bytes.
 * :func:`top_eigenvalues`: the ``k`` largest Ritz values.

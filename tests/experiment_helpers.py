@@ -1,4 +1,7 @@
-"""Helpers shared by ``tests/test_experiments_*.py``: a tiny real-data config."""
+"""Helpers shared by the tests of the training program: a tiny real-data config.
+
+The tests import it as ``import experiment_helpers as testing``.
+"""
 
 import os
 import sys
@@ -10,7 +13,7 @@ from experiments import input_pipeline
 from experiments.configs import fashion_mnist_small
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION_MNIST_CONFIG_FILE = os.path.join(os.path.dirname(__file__), "configs",
+FASHION_MNIST_CONFIG_FILE = os.path.join(REPO_ROOT, "experiments", "configs",
                                          "fashion_mnist_small.py")
 
 # Real Fashion-MNIST, cut down so that a run takes seconds on a 2-core CPU.

@@ -1,0 +1,19 @@
+"""pytest set-up shared by tests/ and the docstring examples in ssam_jax/.
+
+Fills the namespace of every ``>>>`` example with the names the docs use
+(pytest's counterpart of Sphinx's ``doctest_global_setup``), so that an
+example may leave out its imports.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ssam_jax
+
+
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+  doctest_namespace.update(jax=jax, jnp=jnp, np=np, optax=optax, ssam_jax=ssam_jax)

@@ -1,0 +1,102 @@
+"""``shard_map`` over a "data" axis: global SAM via ``axis_name``, and m-sharpness."""
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import AxisType, PartitionSpec as P
+
+from experiments import tiny_mlp
+
+from . import common
+from .runner import NUM_DEVICES, case
+
+
+def _shard_mapped_step(opt, name, num_devices):
+  """The train step on local batches inside shard_map over a "data" axis.
+
+  ``check_vma=False``: ``jax.grad`` then returns each device's local gradient
+  (as under ``pmap``), which ``update`` averages over ``axis_name``. With the
+  default ``check_vma=True`` the gradient of replicated params comes back
+  already summed over the axis, so it is not a local gradient.
+  """
+  step = common.train_step(opt, name, common.BATCH // num_devices)
+  mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(AxisType.Auto,),
+                       devices=jax.devices()[:num_devices])
+  return jax.jit(jax.shard_map(
+      step, mesh=mesh, in_specs=(P(), P(), P("data")), out_specs=(P(), P()),
+      check_vma=False))
+
+
+def _axis_name(name):
+  opt = common.make_optimizer(name, axis_name="data")
+  params = tiny_mlp.init_params()
+  step = _shard_mapped_step(opt, name, NUM_DEVICES)
+  params, state = common.run_steps(step, params, opt.init(params),
+                                   common.global_batch())
+  common.assert_matches_reference(params, state, name)
+
+
+@case
+def axis_name_sam():
+  _axis_name("sam")
+
+
+@case
+def axis_name_ssam_fisher():
+  _axis_name("ssam_f")
+
+
+@case
+def axis_name_ssam_dynamic():
+  _axis_name("ssam_d")
+
+
+def _m_sharpness_by_hand(num_shards, params, batch, mask):
+  """Loops over the shards: eps_i = rho g_i / ||g_i|| (* mask), then averages."""
+  base = optax.sgd(0.1, momentum=0.9)
+  base_state = base.init(params)
+  rho = 0.1
+  flat, unflat = tiny_mlp.flat, tiny_mlp.unflat
+  for _ in range(common.STEPS):
+    perturbed_grads = []
+    for i in range(num_shards):
+      shard = jax.tree.map(lambda a: np.split(np.asarray(a), num_shards)[i], batch)
+      g = flat(jax.grad(tiny_mlp.loss)(params, shard))
+      eps = rho * g / np.linalg.norm(g)
+      if mask is not None:
+        eps = eps * flat(mask)
+      w = unflat(flat(params) + eps, params)
+      perturbed_grads.append(flat(jax.grad(tiny_mlp.loss)(w, shard)))
+    mean = unflat(np.mean(perturbed_grads, axis=0), params)
+    updates, base_state = base.update(mean, base_state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def _m_sharpness(name):
+  num_shards = 4  # 8 examples per device: m = 8.
+  opt = common.make_optimizer(name, axis_name="data", m_sharpness=True)
+  params = tiny_mlp.init_params()
+  state = opt.init(params)
+  mask = None if name == "sam" else state.mask
+  step = _shard_mapped_step(opt, name, num_shards)
+  new_params, _ = common.run_steps(step, params, state, common.global_batch())
+  expected = _m_sharpness_by_hand(num_shards, params, common.global_batch(), mask)
+  common.assert_trees_close(new_params, expected, f"{name} m-sharpness", atol=1e-5)
+  # m-sharpness is a different algorithm: it must not match the global one.
+  global_opt = common.make_optimizer(name)
+  global_params, _ = common.run_steps(
+      jax.jit(common.train_step(global_opt, name, common.BATCH)),
+      params, global_opt.init(params), common.global_batch())
+  gap = np.max(np.abs(tiny_mlp.flat(new_params) - tiny_mlp.flat(global_params)))
+  assert gap > 1e-4, f"m-sharpness indistinguishable from global SAM ({gap})"
+
+
+@case
+def m_sharpness_sam():
+  _m_sharpness("sam")
+
+
+@case
+def m_sharpness_ssam_fixed_mask():
+  _m_sharpness("ssam_r")
