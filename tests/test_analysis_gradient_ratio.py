@@ -1,5 +1,6 @@
 """The r statistic of Fig. 1 on a case computed by hand."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -38,7 +39,6 @@ def test_statistics_count_exclusions_and_the_fraction_below_zero():
 def test_sam_gradient_is_the_one_ssam_jax_sam_feeds_its_base_optimizer():
   g_sam, _ = gradient_ratio.sam_and_sgd_gradients(loss_fn, P, RHO)
   opt = ssam_jax.sam(optax.identity(), rho=RHO)
-  import jax  # pylint: disable=import-outside-toplevel
   updates, _ = opt.update(jax.grad(loss_fn)(P), opt.init(P), P,
                           grad_fn=jax.grad(loss_fn))
   np.testing.assert_allclose(g_sam["w"], updates["w"], rtol=1e-6)
