@@ -89,14 +89,17 @@ def rho_table(summary: dict) -> str:
            "| ---: | ---: | ---: |"]
   for rho in sorted(set(sam) | set(ssam), key=float):
     mark = " (chosen)" if float(rho) == summary["selected_rho"] else ""
-    lines.append(f"| {rho}{mark} | {sam.get(rho, float('nan')):.2f} | "
-                 f"{ssam.get(rho, float('nan')):.2f} |")
+    cells = [f"{grid[rho]:.2f}" if rho in grid else "" for grid in (sam, ssam)]
+    lines.append(f"| {rho}{mark} | {cells[0]} | {cells[1]} |")
   return "\n".join(lines)
 
 
 def reading(summary: dict) -> list[str]:
   """Sentences computed from the numbers: no claim without its SE."""
   arms, out = summary["arms"], []
+  if all(entry["test_accuracy"]["n"] < 2 for entry in arms.values()):
+    out.append("One seed per arm so far: without a spread there is no standard error, "
+               "so no difference in this table is a finding yet.")
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
     out.append(f"SAM vs SGD: {_versus(sam, 'sgd')}.")
@@ -150,6 +153,28 @@ def regime_section(regime: str) -> list[str]:
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary)] + [""]
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")
+  analyses = [("fig1_gradient_ratio.png", "Fig. 1: where SAM's gradient differs from SGD's"),
+              ("fig4_landscape.png", "Fig. 4: training loss landscape"),
+              ("fig5_hessian.png", "Fig. 5: Hessian spectrum")]
+  figures = [line for name, caption in analyses for line in _figure(regime, name, caption)]
+  hessian = ROOT / "experiments" / "results" / "figures" / regime / "fig5_hessian.json"
+  ratio = ROOT / "experiments" / "results" / "figures" / regime / "fig1_gradient_ratio.json"
+  if hessian.exists():
+    models = json.loads(hessian.read_text())["models"]
+    figures = ["Top Hessian eigenvalue of the training loss (seed 0): " + ", ".join(
+        f"{name} {m['top_eigenvalues'][0]:.1f} (lambda_1/lambda_{m['k']} "
+        f"{m['lambda1_over_lambdak']:.2f})" for name, m in models.items()) + ".", ""] + figures
+  if ratio.exists():
+    models = json.loads(ratio.read_text())["models"]
+    figures = ["Fraction of parameters with r < 0 (Fig. 1): " + ", ".join(
+        f"{name} {m['fraction_below_zero']:.3f}" for name, m in models.items()) + ".",
+        ""] + figures
+  if figures:
+    lines += ["### Analyses of the seed-0 models", "",
+              "On the exported seed-0 models (`experiments/results/models/"
+              f"{regime}/`), training loss on 1,024 training examples with clean labels "
+              "(commands in docs/experiments.md; numbers in the JSON beside each figure).",
+              ""] + figures
   return lines
 
 
@@ -187,13 +212,15 @@ def readme_table() -> str:
   summary = load_summary("overfit")
   if summary is None:
     return "No results are committed yet; see docs/results.md."
-  seeds = sorted({n for entry in summary["arms"].values()
-                  for n in [entry["test_accuracy"]["n"]]})
+  seeds = sorted({entry["test_accuracy"]["n"] for entry in summary["arms"].values()})
+  spread = ("one seed per arm, so no standard errors: no difference below is a finding"
+            if seeds == [1] else
+            f"mean ± std over {'/'.join(map(str, seeds))} seeds; gaps with their standard "
+            f"error (within {statistics_report.TIE_SE:g} SE: a tie)")
   return (f"Real Fashion-MNIST, {summary['description'].split(': ', 1)[-1]}, "
           f"{summary['settings']['num_epochs']} epochs, rho {summary['selected_rho']} "
-          f"chosen on validation; test accuracy, mean ± std over "
-          f"{'/'.join(map(str, seeds))} seeds; gaps with their standard error "
-          f"(within {statistics_report.TIE_SE:g} SE: a tie).\n\n" + headline_table(summary))
+          f"chosen on validation; final test accuracy, {spread}.\n\n"
+          + headline_table(summary))
 
 
 def render_readme(readme: str) -> str:

@@ -41,6 +41,7 @@ def test_monte_carlo_variance_matches_the_closed_form():
                                    rel=0.1)
 
 
+@pytest.mark.slow
 def test_estimates_are_finite_and_within_the_analytic_bounds():
   key = jax.random.key(3)
   g = regression.estimate_gradient_bound(PROBLEM, key, num_points=500)
@@ -57,6 +58,18 @@ def test_estimates_are_finite_and_within_the_analytic_bounds():
   assert 0.5 * curvature <= lip
 
 
+def test_convergence_curves_of_sam_and_ssam_are_finite_and_differ():
+  curves = rates.convergence_curves(
+      PROBLEM, jax.random.key(4), num_steps=300, num_seeds=2, eta0=1.0,
+      rho0=0.2, optimizers=("sam", "ssam"))
+  for curve in curves.values():
+    assert curve.average.shape == (300,) and np.all(np.isfinite(curve.average))
+    assert curve.loss_decrease > 0
+  assert not np.allclose(curves["sam"].average, curves["ssam"].average,
+                         rtol=1e-7, atol=0)
+
+
+@pytest.mark.slow
 def test_sam_and_ssam_running_averages_decay_like_the_theorems():
   curves = rates.convergence_curves(
       PROBLEM, jax.random.key(4), num_steps=2000, num_seeds=4, eta0=1.0,

@@ -42,6 +42,7 @@ def test_gradient_ratio_demo(tmp_path):
     assert sum(stats["counts"]) == stats["num_valid"]
 
 
+@pytest.mark.slow  # trains the demo models; test_figure_commands_read_training_program_checkpoints covers the command
 def test_landscape_demo(tmp_path):
   data = _check_outputs(landscape.main(
       DEMO + ["--num-points", "5", "--chunk-size", "8", "--out", str(tmp_path)]))
