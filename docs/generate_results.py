@@ -97,18 +97,20 @@ def rho_table(summary: dict) -> str:
 def reading(summary: dict) -> list[str]:
   """Sentences computed from the numbers: no claim without its SE."""
   arms, out = summary["arms"], []
-  if all(entry["test_accuracy"]["n"] < 2 for entry in arms.values()):
-    out.append("One seed per arm so far: without a spread there is no standard error, "
-               "so no difference in this table is a finding yet.")
+  single = [arm for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
+  if single:
+    out.append(f"{', '.join(single)}: one seed so far, so no standard error and no "
+               "comparison with these arms yet.")
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
     out.append(f"SAM vs SGD: {_versus(sam, 'sgd')}.")
   for sparsity in SPARSITIES:
     for mask in ("ssam-f", "ssam-d"):
       entry = arms.get(f"{mask} s={sparsity}")
-      if entry and "vs_sam" in entry:
-        out.append(f"{mask} at {float(sparsity):.0%} sparsity: vs SAM {_versus(entry, 'sam')}; "
-                   f"vs SGD {_versus(entry, 'sgd')}.")
+      gaps = [f"vs {ref.upper()} {_versus(entry, ref)}" for ref in ("sam", "sgd")
+              if entry and f"vs_{ref}" in entry]
+      if gaps:
+        out.append(f"{mask} at {float(sparsity):.0%} sparsity: {'; '.join(gaps)}.")
       control = arms.get(f"ssam-random s={sparsity}")
       if entry and control and entry["test_accuracy"]["n"] > 1 and control["test_accuracy"]["n"] > 1:
         diff = statistics_report.difference(entry["test_accuracy"], control["test_accuracy"])

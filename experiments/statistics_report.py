@@ -2,7 +2,8 @@
 
 A difference between two arms is reported with the standard error of the
 difference of their means, ``sqrt(s_a² / n_a + s_b² / n_b)`` (sample stds,
-not paired by seed), and called a tie when it is within ``TIE_SE`` of them.
+not paired by seed), once both arms have at least two seeds, and called a
+tie when it is within ``TIE_SE`` of them.
 """
 
 import math
@@ -49,7 +50,9 @@ def arm_statistics(rows_by_arm: dict[str, list[dict]]) -> dict:
     arms[arm] = entry
   for arm, entry in arms.items():
     for reference in REFERENCES:
-      if reference in arms and arm != reference and arms[reference]["test_accuracy"]["n"] > 1:
+      # A single seed has no spread: no standard error until both arms have two.
+      if (reference in arms and arm != reference
+          and min(arms[reference]["test_accuracy"]["n"], entry["test_accuracy"]["n"]) > 1):
         entry[f"vs_{reference}"] = difference(entry["test_accuracy"],
                                               arms[reference]["test_accuracy"])
   return arms
