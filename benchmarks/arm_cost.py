@@ -15,8 +15,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import argparse  # pylint: disable=g-import-not-at-top
-import json
+import json  # pylint: disable=g-import-not-at-top
 import statistics
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from experiments import train
 
 def _epoch_runner(regime: str, arm: str, rho: float, workdir: str):
   """A function running one epoch of ``arm``'s train step; returns seconds."""
-  config = sweep._config(regime)  # pylint: disable=protected-access
+  config = sweep.regime_config(regime)
   config.update(sweep.overrides_of(regime, arm, rho))
   trainer = train.Trainer(config, workdir)
   batches = [trainer.data_parallel.global_batch(b) for b in

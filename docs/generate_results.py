@@ -184,7 +184,7 @@ def legacy_section() -> list[str]:
   rows = sweep.recorded_rows("augmented")
   if not rows:
     return []
-  table = statistics_report.markdown_table(sweep._rows_by_arm("augmented"))  # pylint: disable=protected-access
+  table = statistics_report.markdown_table(sweep.rows_by_arm("augmented"))
   return ["## An underfitting regime: all 60k examples, crop + flip, 10 epochs", "",
           "The earlier sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
           "width 32, rho 0.1, weight decay 1e-3 for SAM-family arms and 5e-4 for SGD) trains "

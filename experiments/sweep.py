@@ -85,7 +85,7 @@ CORE_ARMS = ("sam", "sgd", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5")
 EXPORTED_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5")
 
 
-def _config(regime: str):
+def regime_config(regime: str):
   """The regime's config (for the values that "2x" overrides double)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("regime_config",
@@ -97,7 +97,7 @@ def _config(regime: str):
 
 def overrides_of(regime: str, arm: str, rho: float) -> dict:
   """The arm's config overrides with "2x" resolved and rho set (if used)."""
-  config = _config(regime)
+  config = regime_config(regime)
   overrides = {key: (2 * config[key] if value == "2x" else value)
                for key, value in ARMS[arm].items()}
   if overrides["optimizer"] != "sgd":
@@ -151,7 +151,7 @@ def _epochs(path: pathlib.Path) -> list[dict]:
 def _record(regime: str, arm: str, overrides: dict, seed: int,
             parallel: int) -> bool:
   """Appends the finished run to the results file; False if it is unfinished."""
-  config = _config(regime)
+  config = regime_config(regime)
   epochs = _epochs(workdir(regime, overrides, seed))
   wanted = overrides.get("num_epochs", config.num_epochs)
   if not epochs or epochs[-1]["epoch"] < wanted:
@@ -229,7 +229,7 @@ def run(regime: str, phase: str, parallel: int, only: list[str]) -> None:
               f"{workdir(regime, overrides, seed)}/train.log", flush=True)
 
 
-def _rows_by_arm(regime: str) -> dict[str, list[dict]]:
+def rows_by_arm(regime: str) -> dict[str, list[dict]]:
   """Recorded rows grouped by arm; rows of the rho grid only count as an arm
   at the selected rho."""
   rows = recorded_rows(regime)
@@ -245,13 +245,13 @@ def _rows_by_arm(regime: str) -> dict[str, list[dict]]:
 
 
 def table(regime: str) -> str:
-  return statistics_report.markdown_table(_rows_by_arm(regime))
+  return statistics_report.markdown_table(rows_by_arm(regime))
 
 
 def summary(regime: str) -> dict:
   """The machine-readable summary of a finished (or partial) regime."""
-  config = _config(regime)
-  grouped = _rows_by_arm(regime)
+  config = regime_config(regime)
+  grouped = rows_by_arm(regime)
   return {
       "regime": regime, "description": REGIMES[regime].description,
       "config": REGIMES[regime].config,
@@ -310,7 +310,7 @@ def export(regime: str) -> list[str]:
 def figure_runs(regime: str) -> list[str]:
   """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
   specs = []
-  for arm, rows in _rows_by_arm(regime).items():
+  for arm, rows in rows_by_arm(regime).items():
     overrides = rows[0]["overrides"] if rows else {}
     if set(overrides) - {"optimizer", "sparsity", "rho", *_TENSORWISE}:
       continue  # a longer schedule or an ablation: not on the sparsity axis

@@ -64,7 +64,7 @@ def test_rho_is_chosen_on_validation_accuracy(fake_results):
   del fake_results
   assert sweep.selected_rho("overfit") == 0.05
   # The grid run of SAM at the chosen rho is seed 0 of the SAM arm.
-  grouped = sweep._rows_by_arm("overfit")  # pylint: disable=protected-access
+  grouped = sweep.rows_by_arm("overfit")
   assert [r["seed"] for r in grouped["sam"]] == [0, 1, 2]
   assert [r["seed"] for r in grouped["sgd"]] == [0, 1, 2]
 
@@ -99,7 +99,7 @@ def test_summary_has_the_documented_shape(fake_results):
 
 
 def test_overrides_double_the_regime_values():
-  config = sweep._config("overfit")  # pylint: disable=protected-access
+  config = sweep.regime_config("overfit")
   longer = sweep.overrides_of("overfit", "sgd 2x epochs", 0.1)
   assert longer == {"optimizer": "sgd", "num_epochs": 2 * config.num_epochs}
   ablation = sweep.overrides_of("overfit", "sam 2x weight decay", 0.1)

@@ -15,7 +15,6 @@ arm's step time as a ratio to SGD), and writes into
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 
@@ -65,7 +64,7 @@ def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
 
 
 def make_figures(regime: str) -> list[str]:
-  arms = statistics_report.arm_statistics(sweep._rows_by_arm(regime))  # pylint: disable=protected-access
+  arms = statistics_report.arm_statistics(sweep.rows_by_arm(regime))
   out = FIGURES / regime
   out.mkdir(parents=True, exist_ok=True)
   title = sweep.REGIMES[regime].description

@@ -22,7 +22,6 @@ from experiments.convergence.problem import Problem
 from experiments.convergence.problem import full_gradient
 from experiments.convergence.problem import loss
 from experiments.convergence.problem import minibatch_gradient
-from experiments.convergence.problem import stationary_point
 
 
 def inverse_sqrt_schedule(value0: float) -> optax.Schedule:
