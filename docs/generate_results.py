@@ -280,7 +280,28 @@ def readme_table() -> str:
   return (f"Real Fashion-MNIST, {summary['description'].split(': ', 1)[-1]}, "
           f"{summary['settings']['num_epochs']} epochs, rho {summary['selected_rho']} "
           f"chosen on validation; final test accuracy, {spread}.\n\n"
-          + headline_table(summary))
+          + headline_table(summary) + readme_step_time())
+
+
+def readme_step_time() -> str:
+  """One sentence of what a step costs on a GPU, for the README."""
+  path = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
+  if not path.exists():
+    return ""
+  report = json.loads(path.read_text())
+  result = next((r for r in report["results"] if r["model"] == "resnet18"), None)
+  if result is None:
+    return ""
+  rows = {row["optimizer"]: row["ratio_to_sgd"] for row in result["rows"]}
+  shown = {"SAM": "sam", "SSAM-F 50 %": "ssam-F unstructured s=0.5",
+           "SSAM-F 99 %": "ssam-F unstructured s=0.99",
+           "SSAM-F confined to the last block (tensor-wise fast path)":
+               "ssam-F tensorwise s=0.9 fast path, last block only"}
+  costs = ", ".join(f"{label} {rows[name]:.2f}x" for label, name in shown.items()
+                    if name in rows)
+  return (f"\n\nStep time on an {report['device']}, ResNet-18 at batch "
+          f"{result['batch_size']}, as a multiple of SGD's: {costs}. Both gradients stay "
+          "dense, so a mask alone does not shorten the step.")
 
 
 def render_readme(readme: str) -> str:
