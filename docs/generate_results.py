@@ -67,7 +67,7 @@ def arms_table(summary: dict, costs: dict | None = None) -> str:
            f"{_versus(entry, 'sam')} | {_versus(entry, 'sgd')} |")
     if costs:
       cost = costs.get(arm)
-      row += f" {cost['ratio_to_sgd']:.2f} |" if cost else " |"
+      row += f" {cost:.2f} |" if cost else " |"
     lines.append(row)
   return "\n".join(lines)
 
@@ -135,7 +135,11 @@ def regime_section(regime: str) -> list[str]:
     return [f"## {title}", "", "No summary is committed for this regime yet "
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
   cost_path = ROOT / "benchmarks" / "results" / f"{regime}_arm_cost_cpu.json"
-  costs = json.loads(cost_path.read_text())["arms"] if cost_path.exists() else None
+  costs = None
+  if cost_path.exists():
+    measured = json.loads(cost_path.read_text())["arms"]
+    costs = {arm: sweep.training_cost(regime, arm, row["ratio_to_sgd"])
+             for arm, row in measured.items()}
   settings = summary["settings"]
   lines = [f"## {title}", "",
            f"Config `{summary['config']}`: {settings['train_subset']} training examples, "
@@ -151,8 +155,17 @@ def regime_section(regime: str) -> list[str]:
            f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm.", "",
            "### Every arm", "", arms_table(summary, costs), ""]
   if costs:
-    lines += ["Cost: the training program's step, one epoch including its mask refresh, "
-              f"as a ratio to SGD on the same machine (`{cost_path.relative_to(ROOT)}`).", ""]
+    report = json.loads(cost_path.read_text())
+    noise = report["arms"].get("sgd 2x epochs")
+    noise_note = (f" SGD's own epoch, timed again as `sgd 2x epochs`, came out at "
+                  f"{noise['ratio_to_sgd']:.2f}x: differences of that size are noise."
+                  if noise else "")
+    lines += ["Cost: the whole training run as a multiple of SGD's: one epoch of the "
+              "training program's step, its mask refreshes included, timed alone "
+              f"({report['backend'].upper()} of the machine the runs used; median of "
+              f"{report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
+              "times the arm's "
+              f"epochs.{noise_note}", ""]
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary)] + [""]
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")

@@ -53,6 +53,7 @@ def validate(config, workdir: Optional[str] = None,
   _integer(config, "num_epochs", 1)
   _integer(config, "batch_size", 1)
   _integer(config, "eval_batch_size", 1)
+  _integer(config, "test_every_epochs", 1)
   _integer(config, "train_subset", 0)
   _integer(config, "test_subset", 0)
   _integer(config, "seed", 0)

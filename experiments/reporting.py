@@ -42,8 +42,9 @@ def epoch_summary(metrics: dict, num_epochs: int) -> str:
            f"acc {100 * metrics['train_accuracy']:.2f}%"]
   if "validation_accuracy" in metrics:
     parts.append(f"validation acc {100 * metrics['validation_accuracy']:.2f}%")
-  parts.append(f"test loss {metrics['test_loss']:.4f} "
-               f"acc {100 * metrics['test_accuracy']:.2f}%")
+  if "test_accuracy" in metrics:
+    parts.append(f"test loss {metrics['test_loss']:.4f} "
+                 f"acc {100 * metrics['test_accuracy']:.2f}%")
   if "mask_density" in metrics:
     parts.append(f"mask density {metrics['mask_density']:.3f}")
   if metrics.get("skipped_steps"):

@@ -122,6 +122,14 @@ def command(regime: str, overrides: dict, seed: int) -> list[str]:
               for key, value in {"seed": seed, **overrides}.items()]
 
 
+def training_cost(regime: str, arm: str, epoch_ratio: float) -> float:
+  """An arm's whole training run in units of SGD's, from its epoch's cost
+  (``benchmarks.arm_cost``): ``sgd 2x epochs`` costs twice its epoch."""
+  config = regime_config(regime)
+  epochs = overrides_of(regime, arm, rho=0.0).get("num_epochs", config.num_epochs)
+  return epoch_ratio * epochs / config.num_epochs
+
+
 def results_file(regime: str) -> pathlib.Path:
   if regime == "augmented":
     return RESULTS / "fashion_mnist_sweep.jsonl"

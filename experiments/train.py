@@ -251,12 +251,14 @@ class Trainer:
     divergence.check(state, config=self.config,  # before evaluating garbage
                      steps_per_epoch=self.steps_per_epoch,
                      checkpointer=self.checkpointer)
-    test = evaluate(self.eval_step, state, self.test_split, self.config,
-                    self.data_parallel)
     metrics = {"epoch": epoch + 1,
                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                "epoch_seconds": epoch_seconds}
+    if ((epoch + 1) % self.config.test_every_epochs == 0
+        or epoch + 1 == self.config.num_epochs):
+      test = evaluate(self.eval_step, state, self.test_split, self.config,
+                      self.data_parallel)
+      metrics["test_loss"], metrics["test_accuracy"] = test["loss"], test["accuracy"]
     if self.validation_split is not None:
       validation = evaluate(self.eval_step, state, self.validation_split,
                             self.config, self.data_parallel)

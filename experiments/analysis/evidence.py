@@ -4,13 +4,13 @@ r"""Fig. 3 and accuracy against cost for a sweep regime, from committed files.
 
 Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
 and, when present, ``benchmarks/results/<regime>_arm_cost_cpu.json`` (each
-arm's step time as a ratio to SGD), and writes into
+arm's epoch time as a ratio to SGD's), and writes into
 ``experiments/results/figures/<regime>/``:
 
 - ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
   sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
-- ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against its cost
-  in units of an SGD step.
+- ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against the cost
+  of its whole training run in units of SGD's (``sweep.training_cost``).
 """
 
 import argparse
@@ -57,7 +57,7 @@ def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
                   capsize=3, linestyle="none")
     axis.annotate(point["arm"], (point["cost"], point["mean"]), fontsize=6,
                   xytext=(4, 2), textcoords="offset points")
-  axis.set_xlabel("cost per step (x SGD step time, same machine)")
+  axis.set_xlabel("training cost (x SGD's, measured on the machine of the runs)")
   axis.set_ylabel("test accuracy (%)")
   axis.set_title(title)
   return common.save_figure(figure, path)
@@ -78,7 +78,8 @@ def make_figures(regime: str) -> list[str]:
        "std": "sample std over seeds (ddof 1)", **results}))
   if cost_file(regime).exists():
     costs = json.loads(cost_file(regime).read_text())["arms"]
-    points = [{"arm": arm, "cost": costs[arm]["ratio_to_sgd"],
+    points = [{"arm": arm, "cost": sweep.training_cost(regime, arm,
+                                                        costs[arm]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
               for arm, entry in arms.items() if arm in costs]
     paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),

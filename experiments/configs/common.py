@@ -37,6 +37,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer = "ssam-f"  # sgd | sam | ssam-f | ssam-d | ssam-random
   config.batch_size = 128
   config.eval_batch_size = 1000
+  # The test set is evaluated at every N-th epoch and the last; the validation
+  # split (if any) at every epoch. Evaluation never changes training.
+  config.test_every_epochs = 1
   config.num_epochs = 200
   config.learning_rate = 0.05  # peak of the cosine schedule
   config.momentum = 0.9
