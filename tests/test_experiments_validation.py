@@ -102,21 +102,12 @@ def test_label_noise_touches_training_labels_only(raw_train):
 
 
 @testing.requires_fashion_mnist
-def test_training_records_validation_metrics_every_epoch(tmp_path):
-  config = testing.tiny_config(validation_size=256, num_epochs=2)
-  train.train_and_evaluate(config, str(tmp_path))
-  records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert len(records) == 2
-  assert all('"validation_accuracy"' in r and '"test_accuracy"' in r
-             for r in records)
-
-
-@testing.requires_fashion_mnist
-def test_test_set_is_evaluated_every_nth_epoch_and_the_last(tmp_path):
+def test_validation_every_epoch_test_every_nth_and_the_last(tmp_path):
   config = testing.tiny_config(validation_size=256, num_epochs=3,
                                test_every_epochs=2)
   train.train_and_evaluate(config, str(tmp_path))
   records = [json.loads(line) for line in
              (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [r["epoch"] for r in records if "test_accuracy" in r] == [2, 3]
+  assert [r["epoch"] for r in records] == [1, 2, 3]
   assert all("validation_accuracy" in r for r in records)
+  assert [r["epoch"] for r in records if "test_accuracy" in r] == [2, 3]
