@@ -128,13 +128,21 @@ def _figure(regime: str, name: str, caption: str) -> list[str]:
   return [f"![{caption}]({FIGURES}/{regime}/{name})", ""]
 
 
+def _shared_cost_note(regime: str) -> str:
+  source = sweep.REGIMES[regime].cost_of
+  if source is None:
+    return ""
+  return (f" This regime trains the same steps as `{source}` (same model, batch and "
+          "epochs), so the costs are that regime's measurement.")
+
+
 def regime_section(regime: str) -> list[str]:
   summary = load_summary(regime)
   title = sweep.REGIMES[regime].description
   if summary is None:
     return [f"## {title}", "", "No summary is committed for this regime yet "
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
-  cost_path = ROOT / "benchmarks" / "results" / f"{regime}_arm_cost_cpu.json"
+  cost_path = ROOT / sweep.cost_file(regime)
   costs = None
   if cost_path.exists():
     measured = json.loads(cost_path.read_text())["arms"]
@@ -165,7 +173,7 @@ def regime_section(regime: str) -> list[str]:
               f"({report['backend'].upper()} of the machine the runs used; median of "
               f"{report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
               "times the arm's "
-              f"epochs.{noise_note}", ""]
+              f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary)] + [""]
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")

@@ -46,13 +46,17 @@ RHO_SEED = 0
 class Regime:
   config: str
   description: str
+  # A regime whose arms train the same steps (same model, batch and epochs):
+  # its measured costs are this regime's too.
+  cost_of: str | None = None
 
 
 REGIMES = {
     "overfit": Regime("experiments/configs/fashion_mnist_overfit.py",
                       "R1: clean labels, 10k examples, no augmentation"),
     "label_noise": Regime("experiments/configs/fashion_mnist_label_noise.py",
-                          "R2: R1 with 40 % symmetric training-label noise"),
+                          "R2: R1 with 40 % symmetric training-label noise",
+                          cost_of="overfit"),
     "augmented": Regime("experiments/configs/fashion_mnist_small.py",
                         "all 60k examples, crop + flip, 10 epochs"),
 }
@@ -120,6 +124,12 @@ def command(regime: str, overrides: dict, seed: int) -> list[str]:
           f"--workdir={workdir(regime, overrides, seed)}"] + [
               f"--config.{key}={value}"
               for key, value in {"seed": seed, **overrides}.items()]
+
+
+def cost_file(regime: str) -> pathlib.Path:
+  """``benchmarks.arm_cost``'s measurement for ``regime`` (see ``Regime.cost_of``)."""
+  measured = REGIMES[regime].cost_of or regime
+  return pathlib.Path("benchmarks/results") / f"{measured}_arm_cost_cpu.json"
 
 
 def training_cost(regime: str, arm: str, epoch_ratio: float) -> float:

@@ -30,10 +30,6 @@ MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
          "ssam-random": "random mask"}
 
 
-def cost_file(regime: str) -> pathlib.Path:
-  return pathlib.Path(f"benchmarks/results/{regime}_arm_cost_cpu.json")
-
-
 def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> dict:
   """Fig. 3's input, in the format of ``accuracy_vs_sparsity.plot``."""
   sparse, dense = {}, {}
@@ -76,8 +72,8 @@ def make_figures(regime: str) -> list[str]:
       {"figure": "Fig. 3 accuracy vs sparsity", "regime": regime,
        "source": str(sweep.results_file(regime)),
        "std": "sample std over seeds (ddof 1)", **results}))
-  if cost_file(regime).exists():
-    costs = json.loads(cost_file(regime).read_text())["arms"]
+  if sweep.cost_file(regime).exists():
+    costs = json.loads(sweep.cost_file(regime).read_text())["arms"]
     points = [{"arm": arm, "cost": sweep.training_cost(regime, arm,
                                                         costs[arm]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
@@ -85,7 +81,7 @@ def make_figures(regime: str) -> list[str]:
     paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),
                                        title))
     paths.append(common.write_json(str(out / "accuracy_vs_cost.json"), {
-        "regime": regime, "cost_source": str(cost_file(regime)),
+        "regime": regime, "cost_source": str(sweep.cost_file(regime)),
         "accuracy_source": str(sweep.results_file(regime)), "points": points}))
   return paths
 
