@@ -188,6 +188,13 @@ def regime_section(regime: str) -> list[str]:
     figures = ["Top Hessian eigenvalue of the training loss (seed 0): " + ", ".join(
         f"{name} {m['top_eigenvalues'][0]:.1f} (lambda_1/lambda_{m['k']} "
         f"{m['lambda1_over_lambdak']:.2f})" for name, m in models.items()) + ".", ""] + figures
+  landscape = ROOT / "experiments" / "results" / "figures" / regime / "fig4_landscape.json"
+  if landscape.exists():
+    models = json.loads(landscape.read_text())["models"]
+    figures = ["Training loss over the Fig. 4 grid (two filter-normalised directions, "
+               "span -1 to 1), mean / max: " + ", ".join(
+                   f"{name} {m['mean_loss']:.1f} / {m['max_loss']:.1f}"
+                   for name, m in models.items()) + ".", ""] + figures
   if ratio.exists():
     models = json.loads(ratio.read_text())["models"]
     figures = ["Fraction of parameters with r < 0 (Fig. 1): " + ", ".join(
