@@ -157,7 +157,9 @@ def regime_section(regime: str) -> list[str]:
            f"{settings['batch_size']}, learning rate {settings['learning_rate']} (cosine), "
            f"weight decay {settings['weight_decay_sgd']} for every arm. Test accuracy is the "
            "final epoch's; mean ± sample std over seeds; differences with the standard error "
-           f"of the difference of means; within {statistics_report.TIE_SE:g} SE is a tie.", "",
+           f"of the difference of means; within {statistics_report.TIE_SE:g} SE is a tie."
+           + (" Train accuracy is measured on the noisy training labels; validation and "
+              "test labels are clean." if settings["label_noise"] else ""), "",
            f"### rho, chosen on validation (seed {summary['rho_grid_seed']})", "",
            rho_table(summary), "",
            f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm.", "",
