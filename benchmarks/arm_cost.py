@@ -70,8 +70,10 @@ def measure(regime: str, rho: float, rounds: int, arms: list[str]) -> dict:
 
 def main(argv=None):
   parser = harness.argument_parser(__doc__, repetitions=5, out="")
-  parser.add_argument("--regime", choices=("overfit", "label_noise"),
-                      default="overfit")
+  # Regimes that train another regime's steps read that one's costs.
+  parser.add_argument("--regime", default="overfit", choices=[
+      name for name, regime in sweep.REGIMES.items()
+      if regime.cost_of is None and name != "augmented"])
   parser.add_argument("--only", default="", help="comma-separated arm names")
   args = parser.parse_args(argv)
   arms = ["sgd"] + [a for a in sweep.ARMS if a != "sgd" and (
@@ -81,7 +83,7 @@ def main(argv=None):
   for arm, row in results.items():
     print(f"{arm:40s} {row['ratio_to_sgd']:.2f}x SGD "
           f"({row['epoch_seconds_median']:.2f} s / epoch)")
-  out = args.out or f"benchmarks/results/{args.regime}_arm_cost_cpu.json"
+  out = args.out or str(sweep.cost_file(args.regime))
   with open(out, "w") as f:
     json.dump({"command": harness.command_line("benchmarks.arm_cost"), "backend": jax.default_backend(),
                "regime": args.regime, "rho": rho, "rounds": args.repetitions,

@@ -9,8 +9,8 @@ README.md's table sits between the markers ``<!-- RESULTS TABLE -->`` and
 Sources: ``experiments/results/<regime>_summary.json`` (made by
 ``python -m experiments.sweep summary --regime <regime>`` from the per-run
 records), the legacy ``fashion_mnist_sweep.jsonl``, the figures under
-``experiments/results/figures/`` and ``benchmarks/results/*_arm_cost_cpu.json`` and ``benchmarks/results/gpu_*.json``
-(made by ``scripts/gpu_suite.sh``).
+``experiments/results/figures/``, ``benchmarks/results/*_arm_cost_cpu.json``
+and ``benchmarks/results/gpu_*.json`` (made by ``scripts/gpu_suite.sh``).
 """
 
 import argparse
@@ -29,6 +29,8 @@ README = ROOT / "README.md"
 README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->"
 RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
+GPU_STEP_TIME = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
+LAST_BLOCK_ROW = "ssam-F tensorwise s=0.9 fast path, last block only"
 REGIMES = ("overfit", "label_noise")
 SPARSITIES = ("0.5", "0.9", "0.99")
 
@@ -121,9 +123,12 @@ def reading(summary: dict) -> list[str]:
   return out
 
 
+def _figure_path(regime: str, name: str):
+  return ROOT / "experiments" / "results" / "figures" / regime / name
+
+
 def _figure(regime: str, name: str, caption: str) -> list[str]:
-  path = ROOT / "experiments" / "results" / "figures" / regime / name
-  if not path.exists():
+  if not _figure_path(regime, name).exists():
     return []
   return [f"![{caption}]({FIGURES}/{regime}/{name})", ""]
 
@@ -143,11 +148,9 @@ def regime_section(regime: str) -> list[str]:
     return [f"## {title}", "", "No summary is committed for this regime yet "
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
   cost_path = ROOT / sweep.cost_file(regime)
-  costs = None
-  if cost_path.exists():
-    measured = json.loads(cost_path.read_text())["arms"]
-    costs = {arm: sweep.training_cost(regime, arm, row["ratio_to_sgd"])
-             for arm, row in measured.items()}
+  cost_report = json.loads(cost_path.read_text()) if cost_path.exists() else None
+  costs = cost_report and {arm: sweep.training_cost(regime, arm, row["ratio_to_sgd"])
+                           for arm, row in cost_report["arms"].items()}
   settings = summary["settings"]
   lines = [f"## {title}", "",
            f"Config `{summary['config']}`: {settings['train_subset']} training examples, "
@@ -164,16 +167,15 @@ def regime_section(regime: str) -> list[str]:
            rho_table(summary), "",
            f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm.", "",
            "### Every arm", "", arms_table(summary, costs), ""]
-  if costs:
-    report = json.loads(cost_path.read_text())
-    noise = report["arms"].get("sgd 2x epochs")
+  if cost_report:
+    noise = cost_report["arms"].get("sgd 2x epochs")
     noise_note = (f" SGD's own epoch, timed again as `sgd 2x epochs`, came out at "
                   f"{noise['ratio_to_sgd']:.2f}x: differences of that size are noise."
                   if noise else "")
     lines += ["Cost: the whole training run as a multiple of SGD's: one epoch of the "
               "training program's step, its mask refreshes included, timed alone "
-              f"({report['backend'].upper()} of the machine the runs used; median of "
-              f"{report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
+              f"({cost_report['backend'].upper()} of the machine the runs used; median of "
+              f"{cost_report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
               "times the arm's "
               f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary)] + [""]
@@ -183,14 +185,14 @@ def regime_section(regime: str) -> list[str]:
               ("fig4_landscape.png", "Fig. 4: training loss landscape"),
               ("fig5_hessian.png", "Fig. 5: Hessian spectrum")]
   figures = [line for name, caption in analyses for line in _figure(regime, name, caption)]
-  hessian = ROOT / "experiments" / "results" / "figures" / regime / "fig5_hessian.json"
-  ratio = ROOT / "experiments" / "results" / "figures" / regime / "fig1_gradient_ratio.json"
+  hessian = _figure_path(regime, "fig5_hessian.json")
+  ratio = _figure_path(regime, "fig1_gradient_ratio.json")
   if hessian.exists():
     models = json.loads(hessian.read_text())["models"]
     figures = ["Top Hessian eigenvalue of the training loss (seed 0): " + ", ".join(
         f"{name} {m['top_eigenvalues'][0]:.1f} (lambda_1/lambda_{m['k']} "
         f"{m['lambda1_over_lambdak']:.2f})" for name, m in models.items()) + ".", ""] + figures
-  landscape = ROOT / "experiments" / "results" / "figures" / regime / "fig4_landscape.json"
+  landscape = _figure_path(regime, "fig4_landscape.json")
   if landscape.exists():
     models = json.loads(landscape.read_text())["models"]
     figures = ["Training loss over the Fig. 4 grid (two filter-normalised directions, "
@@ -228,10 +230,9 @@ def legacy_section() -> list[str]:
 
 def step_time_section() -> list[str]:
   """Step time of every optimizer on a GPU, from ``scripts/gpu_suite.sh``."""
-  path = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
-  if not path.exists():
+  if not GPU_STEP_TIME.exists():
     return []
-  report = json.loads(path.read_text())
+  report = json.loads(GPU_STEP_TIME.read_text())
   results = report["results"]
   by_model = [{row["optimizer"]: row for row in result["rows"]} for result in results]
   names = list(dict.fromkeys(name for rows in by_model for name in rows))
@@ -268,8 +269,10 @@ def step_time_section() -> list[str]:
              "and the paper's FLOPs ratios (1.65x SGD at 50 %, 1.30x at 99 %) assume "
              "sparse kernels that dense accelerators do not run. Time falls only with the "
              "tensorwise fast path, where the second backward pass stops at the first "
-             "perturbed tensor: confined to the last block it costs about SGD's step "
-             "(see {doc}`masks`).", ""]
+             "perturbed tensor. Confined to the last block it costs " + ", ".join(
+                 f"{r['model']} {rows[LAST_BLOCK_ROW]['ratio_to_sgd']:.2f}x"
+                 for r, rows in zip(results, by_model) if LAST_BLOCK_ROW in rows)
+             + " SGD's step (see {doc}`masks`).", ""]
   control = ROOT / "benchmarks" / "results" / "gpu_control_flow.json"
   if control.exists():
     rows = json.loads(control.read_text())["rows"]
@@ -316,18 +319,16 @@ def readme_table() -> str:
 
 def readme_step_time() -> str:
   """One sentence of what a step costs on a GPU, for the README."""
-  path = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
-  if not path.exists():
+  if not GPU_STEP_TIME.exists():
     return ""
-  report = json.loads(path.read_text())
+  report = json.loads(GPU_STEP_TIME.read_text())
   result = next((r for r in report["results"] if r["model"] == "resnet18"), None)
   if result is None:
     return ""
   rows = {row["optimizer"]: row["ratio_to_sgd"] for row in result["rows"]}
   shown = {"SAM": "sam", "SSAM-F 50 %": "ssam-F unstructured s=0.5",
            "SSAM-F 99 %": "ssam-F unstructured s=0.99",
-           "SSAM-F confined to the last block (tensor-wise fast path)":
-               "ssam-F tensorwise s=0.9 fast path, last block only"}
+           "SSAM-F confined to the last block (tensor-wise fast path)": LAST_BLOCK_ROW}
   costs = ", ".join(f"{label} {rows[name]:.2f}x" for label, name in shown.items()
                     if name in rows)
   return (f"\n\nStep time on an {report['device']}, ResNet-18 at batch "

@@ -3,8 +3,8 @@ r"""Fig. 3 and accuracy against cost for a sweep regime, from committed files.
   python -m experiments.analysis.evidence --regime overfit
 
 Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
-and, when present, ``benchmarks/results/<regime>_arm_cost_cpu.json`` (each
-arm's epoch time as a ratio to SGD's), and writes into
+and, when present, the regime's ``benchmarks.arm_cost`` measurement
+(``sweep.cost_file``: each arm's epoch time as a ratio to SGD's), and writes into
 ``experiments/results/figures/<regime>/``:
 
 - ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
@@ -72,8 +72,9 @@ def make_figures(regime: str) -> list[str]:
       {"figure": "Fig. 3 accuracy vs sparsity", "regime": regime,
        "source": str(sweep.results_file(regime)),
        "std": "sample std over seeds (ddof 1)", **results}))
-  if sweep.cost_file(regime).exists():
-    costs = json.loads(sweep.cost_file(regime).read_text())["arms"]
+  cost_file = sweep.cost_file(regime)
+  if cost_file.exists():
+    costs = json.loads(cost_file.read_text())["arms"]
     points = [{"arm": arm, "cost": sweep.training_cost(regime, arm,
                                                         costs[arm]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
@@ -81,7 +82,7 @@ def make_figures(regime: str) -> list[str]:
     paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),
                                        title))
     paths.append(common.write_json(str(out / "accuracy_vs_cost.json"), {
-        "regime": regime, "cost_source": str(sweep.cost_file(regime)),
+        "regime": regime, "cost_source": str(cost_file),
         "accuracy_source": str(sweep.results_file(regime)), "points": points}))
   return paths
 
