@@ -33,6 +33,7 @@ GPU_STEP_TIME = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
 LAST_BLOCK_ROW = "ssam-F tensorwise s=0.9 fast path, last block only"
 REGIMES = ("overfit", "label_noise")
 SPARSITIES = ("0.5", "0.9", "0.99")
+FASHION_MNIST_CLASSES = 10
 
 
 def load_summary(regime: str) -> dict | None:
@@ -74,15 +75,24 @@ def arms_table(summary: dict, costs: dict | None = None) -> str:
   return "\n".join(lines)
 
 
-def headline_table(summary: dict) -> str:
-  """The README's table: test accuracy of the main arms in one regime."""
-  lines = ["| arm | test accuracy (%) | vs SAM | vs SGD |", "| --- | ---: | --- | --- |"]
-  for arm in ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5",
-              "ssam-f s=0.9", "ssam-d s=0.9", "ssam-f s=0.99"):
-    entry = summary["arms"].get(arm)
-    if entry:
-      lines.append(f"| {arm} | {_stat(entry, 'test_accuracy')} | "
-                   f"{_versus(entry, 'sam')} | {_versus(entry, 'sgd')} |")
+HEADLINE_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5",
+                 "ssam-f s=0.9", "ssam-d s=0.9", "ssam-random s=0.9",
+                 "ssam-f s=0.99", "ssam-d s=0.99", "ssam-random s=0.99")
+
+
+def headline_table(summaries: dict[str, dict]) -> str:
+  """The README's table: test accuracy of the main arms, a column group per regime."""
+  names = {regime: summary["description"].split(":")[0]
+           for regime, summary in summaries.items()}
+  lines = ["| arm | " + " | ".join(f"{names[r]} test (%) | {names[r]} vs SAM | "
+                                   f"{names[r]} vs SGD" for r in summaries) + " |",
+           "| --- |" + " ---: | --- | --- |" * len(summaries)]
+  for arm in HEADLINE_ARMS:
+    entries = [summary["arms"].get(arm) for summary in summaries.values()]
+    if any(entries):
+      lines.append(f"| {arm} | " + " | ".join(
+          f"{_stat(e, 'test_accuracy')} | {_versus(e, 'sam')} | {_versus(e, 'sgd')}"
+          if e else " | | " for e in entries) + " |")
   return "\n".join(lines)
 
 
@@ -104,6 +114,14 @@ def reading(summary: dict) -> list[str]:
   if single:
     out.append(f"{', '.join(single)}: one seed so far, so no standard error and no "
                "comparison with these arms yet.")
+  noise = summary["settings"]["label_noise"]
+  if noise:
+    # A relabelled example keeps its true class with probability 1/classes.
+    clean = 100 * (1 - noise * (1 - 1 / FASHION_MNIST_CLASSES))
+    out.append(f"Memorisation: a model that predicts every true class scores {clean:.0f} % "
+               "on the noisy training labels; more means it fits wrong labels. Train "
+               "accuracy: " + ", ".join(f"{arm} {entry['train_accuracy']['mean']:.1f}"
+                                        for arm, entry in arms.items()) + ".")
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
     out.append(f"SAM vs SGD: {_versus(sam, 'sgd')}.")
@@ -208,7 +226,8 @@ def regime_section(regime: str) -> list[str]:
     lines += ["### Analyses of the seed-0 models", "",
               "On the exported seed-0 models (`experiments/results/models/"
               f"{regime}/`), training loss on 1,024 training examples with clean labels "
-              "(commands in docs/experiments.md; numbers in the JSON beside each figure).",
+              f"(`python -m experiments.analysis.evidence --regime {regime} --models`; "
+              "numbers in the JSON beside each figure).",
               ""] + figures
   return lines
 
@@ -302,19 +321,27 @@ def render() -> str:
 
 
 def readme_table() -> str:
-  """The README's results block: the headline arms of the overfitting regime."""
-  summary = load_summary("overfit")
-  if summary is None:
+  """The README's results block: the headline arms of both regimes."""
+  summaries = {regime: summary for regime in REGIMES
+               if (summary := load_summary(regime)) is not None}
+  if not summaries:
     return "No results are committed yet; see docs/results.md."
-  seeds = sorted({entry["test_accuracy"]["n"] for entry in summary["arms"].values()})
+  seeds = sorted({entry["test_accuracy"]["n"] for summary in summaries.values()
+                  for entry in summary["arms"].values()})
+  repeated = [n for n in seeds if n > 1]
   spread = ("one seed per arm, so no standard errors: no difference below is a finding"
-            if seeds == [1] else
-            f"mean ± std over {'/'.join(map(str, seeds))} seeds; gaps with their standard "
-            f"error (within {statistics_report.TIE_SE:g} SE: a tie)")
-  return (f"Real Fashion-MNIST, {summary['description'].split(': ', 1)[-1]}, "
-          f"{summary['settings']['num_epochs']} epochs, rho {summary['selected_rho']} "
-          f"chosen on validation; final test accuracy, {spread}.\n\n"
-          + headline_table(summary) + readme_step_time())
+            if not repeated else
+            f"mean ± std over {'/'.join(map(str, repeated))} seeds"
+            + (" (a value without ± is one seed so far)" if 1 in seeds else "")
+            + f"; gaps with their standard error (within {statistics_report.TIE_SE:g} "
+            "SE: a tie)")
+  settings = next(iter(summaries.values()))["settings"]
+  regimes = "; ".join(f"{s['description']}, rho {s['selected_rho']}"
+                      for s in summaries.values())
+  return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
+          f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "
+          f"Final test accuracy, {spread}.\n\n"
+          + headline_table(summaries) + readme_step_time())
 
 
 def readme_step_time() -> str:

@@ -1,6 +1,7 @@
-r"""Fig. 3 and accuracy against cost for a sweep regime, from committed files.
+r"""A sweep regime's figures, from committed files.
 
-  python -m experiments.analysis.evidence --regime overfit
+  python -m experiments.analysis.evidence --regime overfit           # Fig. 3, cost
+  python -m experiments.analysis.evidence --regime overfit --models  # + Figs. 1, 4, 5
 
 Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
 and, when present, the regime's ``benchmarks.arm_cost`` measurement
@@ -11,6 +12,10 @@ and, when present, the regime's ``benchmarks.arm_cost`` measurement
   sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
 - ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against the cost
   of its whole training run in units of SGD's (``sweep.training_cost``).
+
+With ``--models``, also Figs. 1, 4 and 5 of the seed-0 models that
+``python -m experiments.sweep export`` wrote to
+``experiments/results/models/<regime>/`` (Fig. 1 at the regime's selected rho).
 """
 
 import argparse
@@ -22,6 +27,9 @@ from experiments import statistics_report
 from experiments import sweep
 from experiments.analysis import accuracy_vs_sparsity
 from experiments.analysis import common
+from experiments.analysis import gradient_ratio
+from experiments.analysis import hessian
+from experiments.analysis import landscape
 
 import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
 
@@ -87,11 +95,40 @@ def make_figures(regime: str) -> list[str]:
   return paths
 
 
+# Sized for a 2-core CPU (the paper's landscape grid is 50x50). The chunk
+# bounds memory: 50 grid points of the CNN under one vmap need over 18 GB.
+LANDSCAPE_POINTS = 21
+LANDSCAPE_CHUNK = 7  # grid points under one vmap; bounds the memory
+LANCZOS_STEPS = 20
+
+
+def model_figures(regime: str) -> list[str]:
+  """Figs. 1, 4 and 5 of the regime's exported seed-0 models."""
+  checkpoints = []
+  for arm in sweep.EXPORTED_ARMS:
+    path = sweep.exported_model(regime, arm)
+    if not path.exists():
+      raise FileNotFoundError(f"{path} is missing; run `python -m experiments.sweep "
+                              f"export --regime {regime}` first.")
+    checkpoints += ["--checkpoint", f"{arm.split()[0]}={path}"]
+  out = ["--out", str(FIGURES / regime)]
+  rho = str(sweep.selected_rho(regime))
+  return [*gradient_ratio.main(checkpoints + out + ["--rho", rho]),
+          *landscape.main(checkpoints + out + [
+              "--num-points", str(LANDSCAPE_POINTS),
+              "--chunk-size", str(LANDSCAPE_CHUNK)]),
+          *hessian.main(checkpoints + out + ["--lanczos-steps", str(LANCZOS_STEPS)])]
+
+
 def main(argv=None) -> list[str]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--regime", choices=("overfit", "label_noise"), required=True)
+  parser.add_argument("--models", action="store_true",
+                      help="also Figs. 1, 4, 5 of the exported seed-0 models")
   args = parser.parse_args(argv)
   paths = make_figures(args.regime)
+  if args.models:
+    paths += model_figures(args.regime)
   print("\n".join(paths))
   return paths
 
