@@ -10,7 +10,8 @@ Sources: ``experiments/results/<regime>_summary.json`` (made by
 ``python -m experiments.sweep summary --regime <regime>`` from the per-run
 records), the legacy ``fashion_mnist_sweep.jsonl``, the figures under
 ``experiments/results/figures/``, ``benchmarks/results/*_arm_cost_cpu.json``
-and ``benchmarks/results/gpu_*.json`` (made by ``scripts/gpu_suite.sh``).
+and ``benchmarks/results/gpu_*.json`` (made by ``scripts/gpu_suite.sh``; their
+sections are written by ``docs/gpu_step_time.py``).
 """
 
 import argparse
@@ -23,14 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from experiments import statistics_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OUT = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->"
 RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
-GPU_STEP_TIME = ROOT / "benchmarks" / "results" / "gpu_step_time.json"
-LAST_BLOCK_ROW = "ssam-F tensorwise s=0.9 fast path, last block only"
 REGIMES = ("overfit", "label_noise")
 SPARSITIES = ("0.5", "0.9", "0.99")
 FASHION_MNIST_CLASSES = 10
@@ -77,7 +77,8 @@ def arms_table(summary: dict, costs: dict | None = None) -> str:
 
 HEADLINE_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5",
                  "ssam-f s=0.9", "ssam-d s=0.9", "ssam-random s=0.9",
-                 "ssam-f s=0.99", "ssam-d s=0.99", "ssam-random s=0.99")
+                 "ssam-f s=0.99", "ssam-d s=0.99", "ssam-random s=0.99",
+                 "ssam-f tensorwise s=0.9 last block")
 
 
 def headline_table(summaries: dict[str, dict]) -> str:
@@ -105,6 +106,20 @@ def rho_table(summary: dict) -> str:
     cells = [f"{grid[rho]:.2f}" if rho in grid else "" for grid in (sam, ssam)]
     lines.append(f"| {rho}{mark} | {cells[0]} | {cells[1]} |")
   return "\n".join(lines)
+
+
+def _rho_noise(summary: dict) -> str:
+  """How the rho grid's spread compares with SAM's spread over seeds."""
+  sam = summary["arms"].get("sam", {}).get("validation_accuracy")
+  if not sam or sam["n"] < 2:
+    return ""
+  grid = {float(rho): accuracy for rho, accuracy in summary["rho_selection"].items()}
+  close = [rho for rho, accuracy in grid.items()
+           if accuracy >= grid[summary["selected_rho"]] - sam["std"]]
+  return (f" At that rho, SAM's validation accuracy has a std of {sam['std']:.2f} over "
+          f"{sam['n']} seeds; the rho values within that of the best ("
+          + ", ".join(f"{rho:g}" for rho in sorted(close))
+          + ") are as good as it within seed noise.")
 
 
 def reading(summary: dict) -> list[str]:
@@ -183,12 +198,15 @@ def regime_section(regime: str) -> list[str]:
               "test labels are clean." if settings["label_noise"] else ""), "",
            f"### rho, chosen on validation (seed {summary['rho_grid_seed']})", "",
            rho_table(summary), "",
-           f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm.", "",
+           f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm."
+           + _rho_noise(summary), "",
            "### Every arm", "", arms_table(summary, costs), ""]
   if cost_report:
     noise = cost_report["arms"].get("sgd 2x epochs")
-    noise_note = (f" SGD's own epoch, timed again as `sgd 2x epochs`, came out at "
-                  f"{noise['ratio_to_sgd']:.2f}x: differences of that size are noise."
+    noise_note = (" A second, independent timing of SGD's own epoch (the epoch of "
+                  f"`sgd 2x epochs`) came out at {noise['ratio_to_sgd']:.2f}x SGD's, so "
+                  f"cost differences under about {abs(noise['ratio_to_sgd'] - 1):.0%} "
+                  "are noise."
                   if noise else "")
     lines += ["Cost: the whole training run as a multiple of SGD's: one epoch of the "
               "training program's step, its mask refreshes included, timed alone "
@@ -223,6 +241,15 @@ def regime_section(regime: str) -> list[str]:
         f"{name} {m['fraction_below_zero']:.3f}" for name, m in models.items()) + ".",
         ""] + figures
   if figures:
+    figures = [
+        "Figure numbers follow Mi et al. (2022). Fig. 1: for each parameter, r = "
+        "ln|(g_SAM - g_SGD) / g_SGD| at the final weights, where g_SAM is the gradient at "
+        "the SAM-perturbed point (the regime's rho); r < 0 means the perturbation changes "
+        "that parameter's gradient by less than the gradient itself. Fig. 4: the training "
+        "loss on a plane through the final weights spanned by two random filter-normalised "
+        "directions; lower and wider means flatter. Fig. 5: the Hessian's eigenvalue "
+        "density by Lanczos; a smaller top eigenvalue lambda_1, and a smaller ratio "
+        "lambda_1/lambda_5, mean a flatter minimum.", ""] + figures
     lines += ["### Analyses of the seed-0 models", "",
               "On the exported seed-0 models (`experiments/results/models/"
               f"{regime}/`), training loss on 1,024 training examples with clean labels "
@@ -238,70 +265,17 @@ def legacy_section() -> list[str]:
     return []
   table = statistics_report.markdown_table(sweep.rows_by_arm("augmented"))
   return ["## An underfitting regime: all 60k examples, crop + flip, 10 epochs", "",
-          "The earlier sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
-          "width 32, rho 0.1, weight decay 1e-3 for SAM-family arms and 5e-4 for SGD) trains "
-          "too briefly for SGD to fit the training set: train and test accuracy are about "
-          "equal, so there is no generalisation gap for SAM to close and perturbing only "
-          "slows optimisation. There, the less an arm perturbs, the better it does. The "
-          "rows labelled noise0.4 are 40 % label noise at 10 epochs, also before "
-          "memorisation. The differences are to the clean SAM and SGD rows.", "", table, ""]
-
-
-def step_time_section() -> list[str]:
-  """Step time of every optimizer on a GPU, from ``scripts/gpu_suite.sh``."""
-  if not GPU_STEP_TIME.exists():
-    return []
-  report = json.loads(GPU_STEP_TIME.read_text())
-  results = report["results"]
-  by_model = [{row["optimizer"]: row for row in result["rows"]} for result in results]
-  names = list(dict.fromkeys(name for rows in by_model for name in rows))
-  header = "| optimizer | " + " | ".join(
-      f"{r['model']}: ms | x SGD | x SGD FLOPs" for r in results) + " |"
-  lines = [header, "| --- |" + " ---: | ---: | ---: |" * len(results)]
-  for name in names:
-    cells = []
-    for rows in by_model:
-      row = rows.get(name)
-      cells.append(f"{1e3 * row['median_s']:.2f} | {row['ratio_to_sgd']:.2f} | "
-                   f"{row['flops_ratio_to_sgd']:.2f}" if row else " | | ")
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  refresh = "; ".join(
-      f"{r['model']}: " + ", ".join(
-          f"{row['optimizer'].split()[0]} {row['refresh_cost_in_steps']:.1f}"
-          for row in r["rows"] if "refresh_cost_in_steps" in row)
-      for r in results)
-  models = ", ".join(f"{r['model']} ({r['num_params'] / 1e6:.2f} M parameters, batch "
-                     f"{r['batch_size']}, {r['repetitions']} repetitions)" for r in results)
-  section = ["## Step time on a GPU", "",
-             f"One train step of the training program on an {report['device']} (JAX "
-             f"{report['jax']}), median over repetitions interleaved across optimizers, "
-             f"as a ratio to SGD timed in the same process: {models}. Steps without a "
-             "mask refresh; the refresh rows refresh on every step. FLOPs are XLA's count for the compiled step. "
-             "Commands in `benchmarks/results/gpu_step_time.json`; "
-             "`OUT=benchmarks/results bash scripts/gpu_suite.sh` reruns them.", "",
-             "\n".join(lines), "",
-             f"One mask refresh costs, in steps without one: {refresh}. Refreshed once an "
-             "epoch (the default, `mask_update_epochs=1`), it adds that cost divided by "
-             "the steps in an epoch, e.g. 390 for CIFAR-10 at batch 128.", "",
-             "A mask does not make the step cheaper: both gradients are dense, so SSAM "
-             "costs SAM's step plus the mask's elementwise work, whatever the sparsity, "
-             "and the paper's FLOPs ratios (1.65x SGD at 50 %, 1.30x at 99 %) assume "
-             "sparse kernels that dense accelerators do not run. Time falls only with the "
-             "tensorwise fast path, where the second backward pass stops at the first "
-             "perturbed tensor. Confined to the last block it costs " + ", ".join(
-                 f"{r['model']} {rows[LAST_BLOCK_ROW]['ratio_to_sgd']:.2f}x"
-                 for r, rows in zip(results, by_model) if LAST_BLOCK_ROW in rows)
-             + " SGD's step (see {doc}`masks`).", ""]
-  control = ROOT / "benchmarks" / "results" / "gpu_control_flow.json"
-  if control.exists():
-    rows = json.loads(control.read_text())["rows"]
-    section += ["The empirical Fisher (small CNN, 128 examples), as a ratio to computing "
-                "it unrolled: " + ", ".join(f"{r['variant']} {r['ratio_to_unrolled']:.2f}x"
-                                            for r in rows[1:])
-                + " on this GPU (`gpu_control_flow.json`). Off CPU the training program "
-                "therefore keeps the loop, which bounds the memory of per-example "
-                "gradients.", ""]
-  return section
+          "A third sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
+          "width 32) trains too briefly for SGD to fit the training set: train and test "
+          "accuracy are about equal, so there is no generalisation gap for SAM to close and "
+          "perturbing only slows optimisation. There, the less an arm perturbs, the better "
+          "it does. Unlike R1 and R2, its rho is fixed at 0.1 rather than chosen on "
+          "validation, and SAM-family arms use weight decay 1e-3 against SGD's 5e-4, so "
+          "its SAM-vs-SGD gaps also contain a weight-decay change. The rows labelled "
+          "noise0.4 are 40 % label noise at 10 epochs, also before memorisation; their vs "
+          "SAM and vs SGD columns compare with the clean rows, so read those rows against "
+          "each other. The seconds per epoch come from runs that shared the cores with "
+          "other runs and do not compare across arms.", "", table, ""]
 
 
 def render() -> str:
@@ -309,13 +283,20 @@ def render() -> str:
            "<!-- Generated by docs/generate_results.py from the committed results files; "
            "do not edit. -->", "",
            "Accuracy: real Fashion-MNIST (the Debian package `dataset-fashion-mnist`), "
-           "trained on CPU. Every "
+           "trained on CPU. In R1 and R2 every "
            "hyperparameter choice is made on a validation split carved from the training "
            "set; the test set is only reported. Every arm uses the same seeds, schedule and "
-           "weight decay; the paper's doubled weight decay for SAM is an ablation row.", ""]
+           "weight decay; the paper's doubled weight decay for SAM is an ablation row.", "",
+           f"Differences are read with a fixed rule: a gap of at least "
+           f"{statistics_report.TIE_SE:g} standard errors is written better or worse, a "
+           f"smaller one a tie. With {len(sweep.SEEDS)} seeds per arm this is a screening "
+           "rule, not a "
+           "significance test (a t-test at 95 % with so few seeds needs a larger gap), "
+           "and a tie means the runs cannot tell the arms apart, not that they are "
+           "equal.", ""]
   for regime in REGIMES:
     lines += regime_section(regime)
-  lines += step_time_section()
+  lines += gpu_step_time.results_section()
   lines += legacy_section()
   return "\n".join(lines).rstrip() + "\n"
 
@@ -341,26 +322,7 @@ def readme_table() -> str:
   return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
           f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "
           f"Final test accuracy, {spread}.\n\n"
-          + headline_table(summaries) + readme_step_time())
-
-
-def readme_step_time() -> str:
-  """One sentence of what a step costs on a GPU, for the README."""
-  if not GPU_STEP_TIME.exists():
-    return ""
-  report = json.loads(GPU_STEP_TIME.read_text())
-  result = next((r for r in report["results"] if r["model"] == "resnet18"), None)
-  if result is None:
-    return ""
-  rows = {row["optimizer"]: row["ratio_to_sgd"] for row in result["rows"]}
-  shown = {"SAM": "sam", "SSAM-F 50 %": "ssam-F unstructured s=0.5",
-           "SSAM-F 99 %": "ssam-F unstructured s=0.99",
-           "SSAM-F confined to the last block (tensor-wise fast path)": LAST_BLOCK_ROW}
-  costs = ", ".join(f"{label} {rows[name]:.2f}x" for label, name in shown.items()
-                    if name in rows)
-  return (f"\n\nStep time on an {report['device']}, ResNet-18 at batch "
-          f"{result['batch_size']}, as a multiple of SGD's: {costs}. Both gradients stay "
-          "dense, so a mask alone does not shorten the step.")
+          + headline_table(summaries) + gpu_step_time.readme_sentence())
 
 
 def render_readme(readme: str) -> str:
