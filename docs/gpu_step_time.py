@@ -42,19 +42,22 @@ def results_section() -> list[str]:
              f"One train step of the training program on an {report['device']} (JAX "
              f"{report['jax']}), median over repetitions interleaved across optimizers, "
              f"as a ratio to SGD timed in the same process: {models}. Steps without a "
-             "mask refresh; the refresh rows refresh on every step. FLOPs are XLA's count for the compiled step. "
+             "mask refresh; the refresh rows refresh on every step. FLOPs are XLA's "
+             "count for the compiled step. "
              "Commands in `benchmarks/results/gpu_step_time.json`; "
              "`OUT=benchmarks/results bash scripts/gpu_suite.sh` reruns them.", "",
              "\n".join(lines), "",
              f"One mask refresh costs, in steps without one: {refresh}. Refreshed once an "
-             "epoch (the training program's default, `mask_update_epochs=1`), it adds that cost divided by "
-             "the steps in an epoch, e.g. 390 for CIFAR-10 at batch 128.", "",
+             "epoch (the training program's default, `mask_update_epochs=1`), it adds "
+             "that cost divided by the steps in an epoch, e.g. 390 for CIFAR-10 at batch "
+             "128.", "",
              "A mask does not make the step cheaper: both gradients are dense, so SSAM "
              "costs SAM's step plus the mask's elementwise work, whatever the sparsity, "
              "and the paper's FLOPs ratios (1.65x SGD at 50 %, 1.30x at 99 %) assume "
              "sparse kernels that dense accelerators do not run. Time falls only with the "
              "tensorwise fast path, where the first backward pass (the gradient that "
-             "builds the perturbation) stops at the lowest perturbed tensor. Confined to the last block it costs " + ", ".join(
+             "builds the perturbation) stops at the lowest perturbed tensor. Confined to "
+             "the last block it costs " + ", ".join(
                  f"{r['model']} {rows[LAST_BLOCK_ROW]['ratio_to_sgd']:.2f}x"
                  for r, rows in zip(results, by_model) if LAST_BLOCK_ROW in rows)
              + " SGD's step (see [Choosing a mask](masks.md)).", ""]

@@ -98,26 +98,24 @@ def make_figures(regime: str) -> list[str]:
 # Sized for a 2-core CPU (the paper's landscape grid is 50x50). The chunk
 # bounds memory: 50 grid points of the CNN under one vmap need over 18 GB.
 LANDSCAPE_POINTS = 21
-LANDSCAPE_CHUNK = 7  # grid points under one vmap; bounds the memory
+LANDSCAPE_CHUNK = 7
 LANCZOS_STEPS = 20
 
 
 def model_figures(regime: str) -> list[str]:
-  """Figs. 1, 4 and 5 of the regime's exported seed-0 models."""
-  checkpoints = []
+  """Figs. 1, 4 and 5 of the regime's exported seed-0 models, loaded once."""
+  models = []
   for arm in sweep.EXPORTED_ARMS:
     path = sweep.exported_model(regime, arm)
     if not path.exists():
       raise FileNotFoundError(f"{path} is missing; run `python -m experiments.sweep "
                               f"export --regime {regime}` first.")
-    checkpoints += ["--checkpoint", f"{arm.split()[0]}={path}"]
-  out = ["--out", str(FIGURES / regime)]
-  rho = str(sweep.selected_rho(regime))
-  return [*gradient_ratio.main(checkpoints + out + ["--rho", rho]),
-          *landscape.main(checkpoints + out + [
-              "--num-points", str(LANDSCAPE_POINTS),
-              "--chunk-size", str(LANDSCAPE_CHUNK)]),
-          *hessian.main(checkpoints + out + ["--lanczos-steps", str(LANCZOS_STEPS)])]
+    models.append(common.load_checkpoint(str(path), arm.split()[0]))
+  out = str(FIGURES / regime)
+  return [*gradient_ratio.make_figure(models, out, sweep.selected_rho(regime)),
+          *landscape.make_figure(models, out, num_points=LANDSCAPE_POINTS,
+                                 chunk_size=LANDSCAPE_CHUNK),
+          *hessian.make_figure(models, out, num_steps=LANCZOS_STEPS)]
 
 
 def main(argv=None) -> list[str]:
