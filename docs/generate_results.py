@@ -93,8 +93,29 @@ def headline_table(summaries: dict[str, dict]) -> str:
     if any(entries):
       lines.append(f"| {arm} | " + " | ".join(
           f"{_stat(e, 'test_accuracy')} | {_versus(e, 'sam')} | {_versus(e, 'sgd')}"
-          if e else " | | " for e in entries) + " |")
+          if e else " |  | " for e in entries) + " |")
   return "\n".join(lines)
+
+
+MASK_NAMES = {"ssam-f": "SSAM-F", "ssam-d": "SSAM-D", "ssam-random": "the random mask"}
+
+
+def sparsity_verdicts(summary: dict) -> str:
+  """Where each mask matches SAM: the verdict against SAM at each measured sparsity."""
+  parts = []
+  for mask, name in MASK_NAMES.items():
+    by_verdict = {}
+    for sparsity in SPARSITIES:
+      entry = summary["arms"].get(f"{mask} s={sparsity}")
+      if entry and entry["test_accuracy"]["n"] > 1 and "vs_sam" in entry:
+        verdict = {"tie": "ties", "better": "beats", "worse": "trails"}[
+            entry["vs_sam"]["verdict"]]
+        by_verdict.setdefault(verdict, []).append(f"{float(sparsity):.0%}")
+    if by_verdict:
+      parts.append(f"{name} " + ", ".join(
+          f"{verdict} SAM at {' and '.join(levels)}"
+          for verdict, levels in by_verdict.items()))
+  return "; ".join(parts)
 
 
 def rho_table(summary: dict) -> str:
@@ -319,10 +340,14 @@ def readme_table() -> str:
   settings = next(iter(summaries.values()))["settings"]
   regimes = "; ".join(f"{s['description']}, rho {s['selected_rho']}"
                       for s in summaries.values())
+  verdicts = [f"In {summary['description'].split(':')[0]}, {text}."
+              for summary in summaries.values() if (text := sparsity_verdicts(summary))]
   return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
           f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "
           f"Final test accuracy, {spread}.\n\n"
-          + headline_table(summaries) + gpu_step_time.readme_sentence())
+          + headline_table(summaries)
+          + ("\n\n" + " ".join(verdicts) if verdicts else "")
+          + gpu_step_time.readme_sentence())
 
 
 def render_readme(readme: str) -> str:
