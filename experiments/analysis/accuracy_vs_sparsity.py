@@ -40,11 +40,21 @@ def compute(runs: Sequence[runs_lib.Run], key: str = "test_accuracy") -> dict:
 
 def plot(results: dict, path: str, title: str) -> str:
   figure, axis = plt.subplots(figsize=(6, 4))
-  for name, points in results["sparse"].items():
-    x = [p["sparsity"] for p in points]
+  # On a logit axis 50 %, 90 % and 99 % sparsity are about evenly spaced; each
+  # series is shifted a little along it so that error bars do not hide each other.
+  sparse = results["sparse"]
+  for offset, (name, points) in zip(np.linspace(-0.1, 0.1, len(sparse)) if len(sparse) > 1
+                                    else [0.0], sparse.items()):
+    logit = np.log([p["sparsity"] / (1 - p["sparsity"]) for p in points]) + offset
     mean = np.array([p["mean"] for p in points])
     std = np.array([p["std"] for p in points])
-    axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
+    axis.errorbar(1 / (1 + np.exp(-logit)), mean, yerr=std, marker="o", capsize=3,
+                  label=name)
+  ticks = sorted({p["sparsity"] for points in sparse.values() for p in points})
+  if ticks and 0 < ticks[0] and ticks[-1] < 1:
+    axis.set_xscale("logit")
+    axis.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
+    axis.minorticks_off()
   grays = ("black", "dimgray", "darkgray", "silver")
   for (name, stats), color in zip(results["dense"].items(), grays * 8):
     axis.axhline(stats["mean"], linestyle="--", linewidth=1, color=color,
