@@ -100,21 +100,34 @@ def headline_table(summaries: dict[str, dict]) -> str:
 MASK_NAMES = {"ssam-f": "SSAM-F", "ssam-d": "SSAM-D", "ssam-random": "the random mask"}
 
 
+GAIN_KEPT_RULE = (f"An arm keeps SAM's gain when it beats SGD and does not trail SAM "
+                  f"(each by at least {statistics_report.TIE_SE:g} SE), and keeps part of "
+                  "it when it beats SGD but trails SAM.")
+
+
+def _gain_kept(entry: dict) -> str | None:
+  """How much of SAM's gain over SGD an arm keeps, from its two verdicts."""
+  if entry["test_accuracy"]["n"] < 2 or "vs_sam" not in entry or "vs_sgd" not in entry:
+    return None
+  below_sam = entry["vs_sam"]["verdict"] == "worse"
+  above_sgd = entry["vs_sgd"]["verdict"] == "better"
+  if not below_sam:
+    return "keeps SAM's gain" if above_sgd else "cannot be told from SAM or SGD"
+  return "keeps part of SAM's gain" if above_sgd else "loses SAM's gain"
+
+
 def sparsity_verdicts(summary: dict) -> str:
-  """Where each mask matches SAM: the verdict against SAM at each measured sparsity."""
+  """Per mask, at which sparsities it keeps SAM's gain over SGD."""
   parts = []
   for mask, name in MASK_NAMES.items():
-    by_verdict = {}
+    levels = {}
     for sparsity in SPARSITIES:
       entry = summary["arms"].get(f"{mask} s={sparsity}")
-      if entry and entry["test_accuracy"]["n"] > 1 and "vs_sam" in entry:
-        verdict = {"tie": "ties", "better": "beats", "worse": "trails"}[
-            entry["vs_sam"]["verdict"]]
-        by_verdict.setdefault(verdict, []).append(f"{float(sparsity):.0%}")
-    if by_verdict:
+      if entry and (kept := _gain_kept(entry)):
+        levels.setdefault(kept, []).append(f"{float(sparsity):.0%}")
+    if levels:
       parts.append(f"{name} " + ", ".join(
-          f"{verdict} SAM at {' and '.join(levels)}"
-          for verdict, levels in by_verdict.items()))
+          f"{kept} at {' and '.join(at)}" for kept, at in levels.items()))
   return "; ".join(parts)
 
 
@@ -161,6 +174,8 @@ def reading(summary: dict) -> list[str]:
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
     out.append(f"SAM vs SGD: {_versus(sam, 'sgd')}.")
+  if verdicts := sparsity_verdicts(summary):
+    out.append(f"{GAIN_KEPT_RULE} {verdicts[0].upper()}{verdicts[1:]}.")
   for sparsity in SPARSITIES:
     for mask in ("ssam-f", "ssam-d"):
       entry = arms.get(f"{mask} s={sparsity}")
@@ -346,7 +361,7 @@ def readme_table() -> str:
           f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "
           f"Final test accuracy, {spread}.\n\n"
           + headline_table(summaries)
-          + ("\n\n" + " ".join(verdicts) if verdicts else "")
+          + ("\n\n" + GAIN_KEPT_RULE + " " + " ".join(verdicts) if verdicts else "")
           + gpu_step_time.readme_sentence())
 
 
