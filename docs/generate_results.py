@@ -116,6 +116,10 @@ def _gain_kept(entry: dict) -> str | None:
   return "keeps part of SAM's gain" if above_sgd else "loses SAM's gain"
 
 
+def _and(items: list[str]) -> str:
+  return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def sparsity_verdicts(summary: dict) -> str:
   """Per mask, at which sparsities it keeps SAM's gain over SGD."""
   parts = []
@@ -127,7 +131,7 @@ def sparsity_verdicts(summary: dict) -> str:
         levels.setdefault(kept, []).append(f"{float(sparsity):.0%}")
     if levels:
       parts.append(f"{name} " + ", ".join(
-          f"{kept} at {' and '.join(at)}" for kept, at in levels.items()))
+          f"{kept} at {_and(at)}" for kept, at in levels.items()))
   return "; ".join(parts)
 
 
