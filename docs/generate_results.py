@@ -160,7 +160,17 @@ def _rho_noise(summary: dict) -> str:
           + ") are as good as it within seed noise.")
 
 
-def reading(summary: dict) -> list[str]:
+# The arms that are controls rather than sparsity levels, and what each asks.
+CONTROL_ARMS = {
+    "sgd 2x epochs": "SGD given SAM's gradient budget (2x epochs)",
+    "sam 2x weight decay": "SAM with the paper's doubled weight decay (ablation)",
+    "ssam-f tensorwise s=0.9": "Tensor-wise SSAM-F at 90 % with the fast path",
+    "ssam-f tensorwise s=0.9 last block":
+        "Tensor-wise SSAM-F confined to the last block (fast path)",
+}
+
+
+def reading(summary: dict, costs: dict | None = None) -> list[str]:
   """Sentences computed from the numbers: no claim without its SE."""
   arms, out = summary["arms"], []
   single = [arm for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
@@ -193,6 +203,12 @@ def reading(summary: dict) -> list[str]:
         units = "" if diff["se_units"] is None else f", {diff['se_units']:+.1f} SE"
         out.append(f"{mask} vs the random mask at {float(sparsity):.0%}: "
                    f"{diff['mean']:+.2f}{units}, {diff['verdict']}.")
+  for arm, question in CONTROL_ARMS.items():
+    entry = arms.get(arm)
+    if entry and "vs_sam" in entry and "vs_sgd" in entry:
+      cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
+      out.append(f"{question}{cost}: vs SAM {_versus(entry, 'sam')}; "
+                 f"vs SGD {_versus(entry, 'sgd')}.")
   return out
 
 
@@ -254,7 +270,7 @@ def regime_section(regime: str) -> list[str]:
               f"{cost_report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
               "times the arm's "
               f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
-  lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary)] + [""]
+  lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary, costs)] + [""]
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")
   analyses = [("fig1_gradient_ratio.png", "Fig. 1: where SAM's gradient differs from SGD's"),
