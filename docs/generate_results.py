@@ -11,7 +11,8 @@ Sources: ``experiments/results/<regime>_summary.json`` (made by
 records), the legacy ``fashion_mnist_sweep.jsonl``, the figures under
 ``experiments/results/figures/``, ``benchmarks/results/*_arm_cost_cpu.json``
 and ``benchmarks/results/gpu_*.json`` (made by ``scripts/gpu_suite.sh``; their
-sections are written by ``docs/gpu_step_time.py``).
+sections are written by ``docs/gpu_step_time.py``). The sentences of each
+regime's reading come from ``docs/results_reading.py``.
 """
 
 import argparse
@@ -25,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 from experiments import statistics_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
+from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
+    GAIN_KEPT_RULE, reading, sparsity_verdicts, stat, versus)
 
 OUT = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
@@ -32,28 +35,11 @@ README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->
 RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
 REGIMES = ("overfit", "label_noise")
-SPARSITIES = ("0.5", "0.9", "0.99")
-FASHION_MNIST_CLASSES = 10
 
 
 def load_summary(regime: str) -> dict | None:
   path = RESULTS / f"{regime}_summary.json"
   return json.loads(path.read_text()) if path.exists() else None
-
-
-def _stat(entry: dict, metric: str) -> str:
-  stat = entry.get(metric)
-  if not stat:
-    return ""
-  return f"{stat['mean']:.2f} ± {stat['std']:.2f}" if stat["n"] > 1 else f"{stat['mean']:.2f}"
-
-
-def _versus(entry: dict, reference: str) -> str:
-  diff = entry.get(f"vs_{reference}")
-  if not diff:
-    return ""
-  units = "" if diff["se_units"] is None else f", {diff['se_units']:+.1f} SE"
-  return f"{diff['mean']:+.2f}{units}, {diff['verdict']}"
 
 
 def arms_table(summary: dict, costs: dict | None = None) -> str:
@@ -65,9 +51,9 @@ def arms_table(summary: dict, costs: dict | None = None) -> str:
     rule += " ---: |"
   lines = [header, rule]
   for arm, entry in summary["arms"].items():
-    row = (f"| {arm} | {entry['test_accuracy']['n']} | {_stat(entry, 'test_accuracy')} | "
-           f"{_stat(entry, 'validation_accuracy')} | {_stat(entry, 'train_accuracy')} | "
-           f"{_versus(entry, 'sam')} | {_versus(entry, 'sgd')} |")
+    row = (f"| {arm} | {entry['test_accuracy']['n']} | {stat(entry, 'test_accuracy')} | "
+           f"{stat(entry, 'validation_accuracy')} | {stat(entry, 'train_accuracy')} | "
+           f"{versus(entry, 'sam')} | {versus(entry, 'sgd')} |")
     if costs:
       cost = costs.get(arm)
       row += f" {cost:.2f} |" if cost else " |"
@@ -92,47 +78,9 @@ def headline_table(summaries: dict[str, dict]) -> str:
     entries = [summary["arms"].get(arm) for summary in summaries.values()]
     if any(entries):
       lines.append(f"| {arm} | " + " | ".join(
-          f"{_stat(e, 'test_accuracy')} | {_versus(e, 'sam')} | {_versus(e, 'sgd')}"
+          f"{stat(e, 'test_accuracy')} | {versus(e, 'sam')} | {versus(e, 'sgd')}"
           if e else " |  | " for e in entries) + " |")
   return "\n".join(lines)
-
-
-MASK_NAMES = {"ssam-f": "SSAM-F", "ssam-d": "SSAM-D", "ssam-random": "the random mask"}
-
-
-GAIN_KEPT_RULE = (f"An arm keeps SAM's gain when it beats SGD and does not trail SAM "
-                  f"(each by at least {statistics_report.TIE_SE:g} SE), and keeps part of "
-                  "it when it beats SGD but trails SAM.")
-
-
-def _gain_kept(entry: dict) -> str | None:
-  """How much of SAM's gain over SGD an arm keeps, from its two verdicts."""
-  if entry["test_accuracy"]["n"] < 2 or "vs_sam" not in entry or "vs_sgd" not in entry:
-    return None
-  below_sam = entry["vs_sam"]["verdict"] == "worse"
-  above_sgd = entry["vs_sgd"]["verdict"] == "better"
-  if not below_sam:
-    return "keeps SAM's gain" if above_sgd else "cannot be told from SAM or SGD"
-  return "keeps part of SAM's gain" if above_sgd else "loses SAM's gain"
-
-
-def _and(items: list[str]) -> str:
-  return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
-def sparsity_verdicts(summary: dict) -> str:
-  """Per mask, at which sparsities it keeps SAM's gain over SGD."""
-  parts = []
-  for mask, name in MASK_NAMES.items():
-    levels = {}
-    for sparsity in SPARSITIES:
-      entry = summary["arms"].get(f"{mask} s={sparsity}")
-      if entry and (kept := _gain_kept(entry)):
-        levels.setdefault(kept, []).append(f"{float(sparsity):.0%}")
-    if levels:
-      parts.append(f"{name} " + ", ".join(
-          f"{kept} at {_and(at)}" for kept, at in levels.items()))
-  return "; ".join(parts)
 
 
 def rho_table(summary: dict) -> str:
@@ -158,58 +106,6 @@ def _rho_noise(summary: dict) -> str:
           f"{sam['n']} seeds; the rho values within that of the best ("
           + ", ".join(f"{rho:g}" for rho in sorted(close))
           + ") are as good as it within seed noise.")
-
-
-# The arms that are controls rather than sparsity levels, and what each asks.
-CONTROL_ARMS = {
-    "sgd 2x epochs": "SGD given SAM's gradient budget (2x epochs)",
-    "sam 2x weight decay": "SAM with the paper's doubled weight decay (ablation)",
-    "ssam-f tensorwise s=0.9": "Tensor-wise SSAM-F at 90 % with the fast path",
-    "ssam-f tensorwise s=0.9 last block":
-        "Tensor-wise SSAM-F confined to the last block (fast path)",
-}
-
-
-def reading(summary: dict, costs: dict | None = None) -> list[str]:
-  """Sentences computed from the numbers: no claim without its SE."""
-  arms, out = summary["arms"], []
-  single = [arm for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
-  if single:
-    out.append(f"{', '.join(single)}: one seed so far, so no standard error and no "
-               "comparison with these arms yet.")
-  noise = summary["settings"]["label_noise"]
-  if noise:
-    # A relabelled example keeps its true class with probability 1/classes.
-    clean = 100 * (1 - noise * (1 - 1 / FASHION_MNIST_CLASSES))
-    out.append(f"Memorisation: a model that predicts every true class scores {clean:.0f} % "
-               "on the noisy training labels; more means it fits wrong labels. Train "
-               "accuracy: " + ", ".join(f"{arm} {entry['train_accuracy']['mean']:.1f}"
-                                        for arm, entry in arms.items()) + ".")
-  sam, sgd = arms.get("sam"), arms.get("sgd")
-  if sam and sgd and "vs_sgd" in sam:
-    out.append(f"SAM vs SGD: {_versus(sam, 'sgd')}.")
-  if verdicts := sparsity_verdicts(summary):
-    out.append(f"{GAIN_KEPT_RULE} {verdicts[0].upper()}{verdicts[1:]}.")
-  for sparsity in SPARSITIES:
-    for mask in ("ssam-f", "ssam-d"):
-      entry = arms.get(f"{mask} s={sparsity}")
-      gaps = [f"vs {ref.upper()} {_versus(entry, ref)}" for ref in ("sam", "sgd")
-              if entry and f"vs_{ref}" in entry]
-      if gaps:
-        out.append(f"{mask} at {float(sparsity):.0%} sparsity: {'; '.join(gaps)}.")
-      control = arms.get(f"ssam-random s={sparsity}")
-      if entry and control and entry["test_accuracy"]["n"] > 1 and control["test_accuracy"]["n"] > 1:
-        diff = statistics_report.difference(entry["test_accuracy"], control["test_accuracy"])
-        units = "" if diff["se_units"] is None else f", {diff['se_units']:+.1f} SE"
-        out.append(f"{mask} vs the random mask at {float(sparsity):.0%}: "
-                   f"{diff['mean']:+.2f}{units}, {diff['verdict']}.")
-  for arm, question in CONTROL_ARMS.items():
-    entry = arms.get(arm)
-    if entry and "vs_sam" in entry and "vs_sgd" in entry:
-      cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
-      out.append(f"{question}{cost}: vs SAM {_versus(entry, 'sam')}; "
-                 f"vs SGD {_versus(entry, 'sgd')}.")
-  return out
 
 
 def _figure_path(regime: str, name: str):

@@ -43,8 +43,8 @@ def plot(results: dict, path: str, title: str) -> str:
   # On a logit axis 50 %, 90 % and 99 % sparsity are about evenly spaced; each
   # series is shifted a little along it so that error bars do not hide each other.
   sparse = results["sparse"]
-  for offset, (name, points) in zip(np.linspace(-0.1, 0.1, len(sparse)) if len(sparse) > 1
-                                    else [0.0], sparse.items()):
+  offsets = np.linspace(-0.1, 0.1, len(sparse)) if len(sparse) > 1 else [0.0]
+  for offset, (name, points) in zip(offsets, sparse.items()):
     logit = np.log([p["sparsity"] / (1 - p["sparsity"]) for p in points]) + offset
     mean = np.array([p["mean"] for p in points])
     std = np.array([p["std"] for p in points])

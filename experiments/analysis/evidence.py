@@ -54,15 +54,17 @@ def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> d
   return {"metric": metric, "sparse": sparse, "dense": dense}
 
 
+# One colour per optimizer family (an arm's first word), as in Fig. 3.
+FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "tab:green",
+                 "sam": "black", "sgd": "dimgray"}
+
+
 def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
   figure, axis = plt.subplots(figsize=(7, 4.5))
-  # One colour per optimizer family (the arm's first word), in Fig. 3's order.
-  families = ("ssam-f", "ssam-d", "ssam-random", "sam", "sgd")
-  colors = dict(zip(families, ("tab:blue", "tab:orange", "tab:green", "black", "dimgray")))
   for point in points:
     axis.errorbar(point["cost"], point["mean"], yerr=point["std"], marker="o",
                   capsize=3, linestyle="none",
-                  color=colors.get(point["arm"].split()[0], "tab:purple"))
+                  color=FAMILY_COLORS.get(point["arm"].split()[0], "tab:purple"))
     axis.annotate(point["arm"], (point["cost"], point["mean"]), fontsize=6,
                   xytext=(4, 2), textcoords="offset points")
   axis.set_xlabel("training cost (x SGD's, measured on the machine of the runs)")
