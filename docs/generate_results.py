@@ -241,8 +241,9 @@ def render() -> str:
            "weight decay; the paper's doubled weight decay for SAM is an ablation row.", "",
            f"Differences are read with a fixed rule: a gap of at least "
            f"{statistics_report.TIE_SE:g} standard errors is written better or worse, a "
-           f"smaller one a tie. With {len(sweep.SEEDS)} seeds per arm this is a screening "
-           "rule, not a "
+           f"smaller one a tie. With {len(sweep.SEEDS)} seeds per arm "
+           f"({len(sweep.HEADLINE_SEEDS)} for {', '.join(sweep.HEADLINE_ARMS)}) this is a "
+           "screening rule, not a "
            "significance test (a t-test at 95 % with so few seeds needs a larger gap), "
            "and a tie means the runs cannot tell the arms apart, not that they are "
            "equal.", ""]

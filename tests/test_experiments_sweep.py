@@ -71,9 +71,13 @@ def test_rho_is_chosen_on_validation_accuracy(fake_results):
 
 def test_arms_jobs_skip_nothing_but_share_the_grid_run(fake_results):
   del fake_results
-  jobs = sweep.jobs("overfit", "arms", only=["sam", "sgd"])
+  jobs = sweep.jobs("overfit", "arms", only=["sam", "sgd", "ssam-d s=0.9"])
   assert {(arm, seed) for arm, _, seed in jobs} == {
-      (arm, seed) for arm in ("sam", "sgd") for seed in sweep.SEEDS}
+      (arm, seed) for arm in ("sam", "sgd") for seed in sweep.HEADLINE_SEEDS} | {
+          ("ssam-d s=0.9", seed) for seed in sweep.SEEDS}
+  # Every arm has all of SEEDS before the headline arms get their extra seeds.
+  first_extra = next(i for i, (_, _, seed) in enumerate(jobs) if seed not in sweep.SEEDS)
+  assert all(seed not in sweep.SEEDS for _, _, seed in jobs[first_extra:])
   sam_seed0 = next(o for arm, o, seed in jobs if arm == "sam" and seed == 0)
   assert sam_seed0 == sweep.overrides_of("overfit", "sam", 0.05)
   assert sweep.overrides_of("overfit", "sgd", 0.05) == {"optimizer": "sgd"}
