@@ -95,17 +95,34 @@ def rho_table(summary: dict) -> str:
 
 
 def _rho_noise(summary: dict) -> str:
-  """How the rho grid's spread compares with SAM's spread over seeds."""
-  sam = summary["arms"].get("sam", {}).get("validation_accuracy")
-  if not sam or sam["n"] < 2:
-    return ""
-  grid = {float(rho): accuracy for rho, accuracy in summary["rho_selection"].items()}
-  close = [rho for rho, accuracy in grid.items()
-           if accuracy >= grid[summary["selected_rho"]] - sam["std"]]
-  return (f" At that rho, SAM's validation accuracy has a std of {sam['std']:.2f} over "
-          f"{sam['n']} seeds; the rho values within that of the best ("
-          + ", ".join(f"{rho:g}" for rho in sorted(close))
-          + ") are as good as it within seed noise.")
+  """How each rho grid's spread compares with its arm's spread over seeds, and
+  whether SSAM-F 50 % would choose another rho than SAM's."""
+
+  def near_best(arm: str, key: str):
+    spread = summary["arms"].get(arm, {}).get("validation_accuracy")
+    grid = {float(rho): accuracy for rho, accuracy in summary[key].items()}
+    if not spread or spread["n"] < 2 or not grid:
+      return None
+    best = max(grid, key=grid.get)
+    close = sorted(rho for rho, accuracy in grid.items()
+                   if accuracy >= grid[best] - spread["std"])
+    return best, spread, ", ".join(f"{rho:g}" for rho in close), close
+
+  text = ""
+  if sam := near_best("sam", "rho_selection"):
+    _, spread, listed, _ = sam
+    text += (f" At that rho, SAM's validation accuracy has a std of {spread['std']:.2f} "
+             f"over {spread['n']} seeds; the rho values within that of the best ({listed}) "
+             "are as good as it within seed noise.")
+  if ssam := near_best("ssam-f s=0.5", "rho_selection_ssam-f s=0.5"):
+    best, spread, listed, close = ssam
+    chosen = summary["selected_rho"]
+    text += (f" SSAM-F 50 %'s own best is {best:g}; the rho values as good within its "
+             f"validation std ({spread['std']:.2f} over {spread['n']} seeds): {listed}. "
+             + (f"SAM's {chosen:g} is among them, so SSAM-F does not measurably prefer "
+                "another rho." if chosen in close else
+                f"SAM's {chosen:g} is not among them, so SSAM-F prefers another rho here."))
+  return text
 
 
 def _figure_path(regime: str, name: str):
