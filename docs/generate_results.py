@@ -271,6 +271,15 @@ def render() -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
+def _sam_gain(summary: dict) -> str:
+  """``, where SAM beats SGD by 0.29 points (2.7 SE)``, or nothing."""
+  gain = summary["arms"].get("sam", {}).get("vs_sgd")
+  if not gain or gain["se_units"] is None:
+    return ""
+  return (f", where SAM beats SGD by {gain['mean']:.2f} points ({gain['se_units']:.1f} SE)"
+          if gain["verdict"] == "better" else "")
+
+
 def readme_table() -> str:
   """The README's results block: the headline arms of both regimes."""
   summaries = {regime: summary for regime in REGIMES
@@ -289,7 +298,7 @@ def readme_table() -> str:
   settings = next(iter(summaries.values()))["settings"]
   regimes = "; ".join(f"{s['description']}, rho {s['selected_rho']}"
                       for s in summaries.values())
-  verdicts = [f"In {summary['description'].split(':')[0]}, {text}."
+  verdicts = [f"In {summary['description'].split(':')[0]}{_sam_gain(summary)}, {text}."
               for summary in summaries.values() if (text := sparsity_verdicts(summary))]
   return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
           f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "

@@ -96,7 +96,12 @@ def reading(summary: dict, costs: dict | None = None) -> list[str]:
                                         for arm, entry in arms.items()) + ".")
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
-    out.append(f"SAM vs SGD: {versus(sam, 'sgd')}.")
+    gain = sam["vs_sgd"]
+    small = (gain["se_units"] is not None and 0 < gain["se_units"] < 2 * statistics_report.TIE_SE)
+    out.append(f"SAM vs SGD: {versus(sam, 'sgd')}." + (
+        f" The gain is under {2 * statistics_report.TIE_SE:g} SE, so an arm halfway "
+        "between SAM and SGD would tie with both: in this regime a tie with SAM is weak "
+        "evidence that an arm keeps SAM's gain." if small else ""))
   if verdicts := sparsity_verdicts(summary):
     out.append(f"{GAIN_KEPT_RULE} {verdicts[0].upper()}{verdicts[1:]}.")
   for sparsity in SPARSITIES:
