@@ -99,26 +99,31 @@ def _rho_noise(summary: dict) -> str:
   whether SSAM-F 50 % would choose another rho than SAM's."""
 
   def near_best(arm: str, key: str):
+    """The grid's best rho, the arm's validation spread over seeds, and the
+    rho values within that spread of the best."""
     spread = summary["arms"].get(arm, {}).get("validation_accuracy")
     grid = {float(rho): accuracy for rho, accuracy in summary[key].items()}
     if not spread or spread["n"] < 2 or not grid:
       return None
     best = max(grid, key=grid.get)
-    close = sorted(rho for rho, accuracy in grid.items()
-                   if accuracy >= grid[best] - spread["std"])
-    return best, spread, ", ".join(f"{rho:g}" for rho in close), close
+    return best, spread, sorted(rho for rho, accuracy in grid.items()
+                                if accuracy >= grid[best] - spread["std"])
+
+  def listed(rhos):
+    return ", ".join(f"{rho:g}" for rho in rhos)
 
   text = ""
   if sam := near_best("sam", "rho_selection"):
-    _, spread, listed, _ = sam
+    _, spread, close = sam
     text += (f" At that rho, SAM's validation accuracy has a std of {spread['std']:.2f} "
-             f"over {spread['n']} seeds; the rho values within that of the best ({listed}) "
-             "are as good as it within seed noise.")
+             f"over {spread['n']} seeds; the rho values within that of the best "
+             f"({listed(close)}) are as good as it within seed noise.")
   if ssam := near_best("ssam-f s=0.5", "rho_selection_ssam-f s=0.5"):
-    best, spread, listed, close = ssam
+    best, spread, close = ssam
     chosen = summary["selected_rho"]
     text += (f" SSAM-F 50 %'s own best is {best:g}; the rho values as good within its "
-             f"validation std ({spread['std']:.2f} over {spread['n']} seeds): {listed}. "
+             f"validation std ({spread['std']:.2f} over {spread['n']} seeds): "
+             f"{listed(close)}. "
              + (f"SAM's {chosen:g} is among them, so SSAM-F does not measurably prefer "
                 "another rho." if chosen in close else
                 f"SAM's {chosen:g} is not among them, so SSAM-F prefers another rho here."))
@@ -274,10 +279,9 @@ def render() -> str:
 def _sam_gain(summary: dict) -> str:
   """``, where SAM beats SGD by 0.29 points (2.7 SE)``, or nothing."""
   gain = summary["arms"].get("sam", {}).get("vs_sgd")
-  if not gain or gain["se_units"] is None:
+  if not gain or gain["verdict"] != "better":
     return ""
-  return (f", where SAM beats SGD by {gain['mean']:.2f} points ({gain['se_units']:.1f} SE)"
-          if gain["verdict"] == "better" else "")
+  return f", where SAM beats SGD by {gain['mean']:.2f} points ({gain['se_units']:.1f} SE)"
 
 
 def readme_table() -> str:
