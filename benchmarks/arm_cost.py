@@ -2,7 +2,7 @@ r"""Cost of every sweep arm as a ratio to SGD: the training program's own step.
 
   python -m benchmarks.arm_cost --regime overfit [--rounds 5] [--out FILE]
 
-For each arm of ``experiments.sweep.ARMS`` this builds the ``Trainer`` of the
+For each arm of ``experiments.sweep_arms.ARMS`` this builds the ``Trainer`` of the
 regime's config with the arm's overrides and times one epoch of its train
 step on batches already in memory, starting at a mask refresh, so a sparse
 arm pays its refreshes at the rate training does (one per
@@ -24,18 +24,18 @@ import time
 import jax
 
 from benchmarks import harness
-from experiments import input_pipeline
 from experiments import sweep
+from experiments import sweep_arms
 from experiments import train
 
 
-def _epoch_runner(regime: str, arm: str, rho: float, workdir: str):
+def _epoch_runner(regime: str, arm: sweep_arms.Arm, rho: float, workdir: str):
   """A function running one epoch of ``arm``'s train step; returns seconds."""
   config = sweep.regime_config(regime)
   config.update(sweep.overrides_of(regime, arm, rho))
   trainer = train.Trainer(config, workdir)
   batches = [trainer.data_parallel.global_batch(b) for b in
-             input_pipeline.train_batches(trainer.train_split, config, epoch=0)]
+             trainer.pipeline.train_batches(trainer.train_split, config, epoch=0)]
   state = trainer.initial_state()
 
   def run_epoch():
@@ -50,18 +50,20 @@ def _epoch_runner(regime: str, arm: str, rho: float, workdir: str):
   return run_epoch, len(batches)
 
 
-def measure(regime: str, rho: float, rounds: int, arms: list[str]) -> dict:
+def measure(regime: str, rho: float, rounds: int,
+            arms: list[sweep_arms.Arm]) -> dict:
+  """Per arm label: epoch seconds and their median's ratio to SGD's."""
   runners = {}
   with tempfile.TemporaryDirectory() as root:
     for arm in arms:
-      runners[arm] = _epoch_runner(regime, arm, rho, os.path.join(
-          root, arm.replace(" ", "_")))
-      print(f"compiled {arm}", flush=True)
-    seconds = {arm: [] for arm in arms}
+      runners[arm.label] = _epoch_runner(regime, arm, rho, os.path.join(
+          root, arm.label.replace(" ", "_")))
+      print(f"compiled {arm.label}", flush=True)
+    seconds = {arm.label: [] for arm in arms}
     for _ in range(rounds):
       for arm in arms:
-        seconds[arm].append(runners[arm][0]())
-  sgd = statistics.median(seconds["sgd"])
+        seconds[arm.label].append(runners[arm.label][0]())
+  sgd = statistics.median(seconds[sweep_arms.SGD.label])
   return {arm: {"epoch_seconds_median": statistics.median(values),
                 "epoch_seconds": values, "steps": runners[arm][1],
                 "ratio_to_sgd": statistics.median(values) / sgd}
@@ -76,8 +78,9 @@ def main(argv=None):
       if regime.cost_of is None and name != "augmented"])
   parser.add_argument("--only", default="", help="comma-separated arm names")
   args = parser.parse_args(argv)
-  arms = ["sgd"] + [a for a in sweep.ARMS if a != "sgd" and (
-      not args.only or a in args.only.split(","))]
+  only = [sweep_arms.arm(label) for label in args.only.split(",") if label]
+  arms = [sweep_arms.SGD] + [a for a in sweep_arms.ARMS if a != sweep_arms.SGD and (
+      not only or a in only)]
   rho = sweep.selected_rho(args.regime)
   results = measure(args.regime, rho, args.repetitions, arms)
   for arm, row in results.items():

@@ -16,86 +16,80 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import ssam_jax
 from ssam_jax import leaf_filters
+from experiments import optimizer_table
 from experiments import optimizers
 from experiments import steps
 
-LEARNING_RATE, MOMENTUM, RHO, NUM_FISHER_SAMPLES = 0.05, 0.9, 0.1, 128
 NO_REFRESH = 10**9  # mask_update_every for timing steps without a refresh
+TOTAL_STEPS = 10_000  # length of SSAM-D's drop-rate decay
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
-  """One row of the benchmark: how to build the optimizer and its step."""
+  """One row of the benchmark: an optimizer of ``experiments.optimizer_table``
+  with the configs' defaults, and how its step runs.
+
+  Attributes:
+    name: the row's label.
+    optimizer: a name in the optimizer table.
+    pattern: SSAM's mask pattern.
+    sparsity: SSAM's sparsity; ``None``: the configs' default.
+    fast_path: tensorwise first gradient of the perturbed leaves only (with
+      ``normalize="masked"``).
+    mask_update_every: T_m in steps.
+    perturbed_leaves: regex on ``"Module_0/kernel"`` paths; ``None``: all.
+    static_refresh: ``True``: the refresh decision is a static argument of
+      each step, as the training program passes it; ``False``: ``update``
+      decides under ``lax.cond``.
+  """
 
   name: str
-  kind: str                      # sgd | contrib_sam | sam | ssam
-  mask: str = "fisher"           # fisher | dynamic | random
+  optimizer: str
   pattern: str = "unstructured"
-  sparsity: float = 0.5
-  fast_path: bool = False        # tensorwise first gradient of perturbed leaves only
+  sparsity: Optional[float] = None
+  fast_path: bool = False
   mask_update_every: int = NO_REFRESH
-  perturbed_leaves: Optional[str] = None  # regex on "Module_0/kernel" paths; None: all
-  # True: the refresh decision is a static argument of each step, as the
-  # training program passes it; False: ``update`` decides under ``lax.cond``.
+  perturbed_leaves: Optional[str] = None
   static_refresh: bool = True
 
-  def build(self):
-    base = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
-    if self.kind == "sgd":
-      return optax.with_extra_args_support(base)
-    if self.kind == "contrib_sam":
-      adversary = optax.chain(optax.contrib.normalize(), optax.sgd(RHO))
-      return optax.contrib.sam(base, adversary, sync_period=2, opaque_mode=True)
-    if self.kind == "sam":
-      return ssam_jax.sam(base, RHO)
-    mask = {"fisher": lambda: ssam_jax.fisher_mask(),
-            "dynamic": lambda: ssam_jax.dynamic_mask(0.5, total_steps=10_000),
-            "random": ssam_jax.random_mask}[self.mask]()
-    return ssam_jax.ssam(base, RHO, self.sparsity, mask=mask, pattern=self.pattern,
-                         mask_update_every=self.mask_update_every,
-                         normalize="masked" if self.fast_path else "full",
-                         perturbed_leaves=(None if self.perturbed_leaves is None else
-                                           ssam_jax.leaves_matching(self.perturbed_leaves)))
+  def hyperparams(self) -> optimizer_table.Hyperparams:
+    overrides = {} if self.sparsity is None else {"sparsity": self.sparsity}
+    return optimizers.default_hyperparams(
+        self.optimizer, total_steps=TOTAL_STEPS,
+        mask_update_every=self.mask_update_every, pattern=self.pattern,
+        normalize="masked" if self.fast_path else "full",
+        perturbed_leaves=self.perturbed_leaves,
+        static_refresh=self.static_refresh, **overrides)
+
+  def build(self) -> optimizer_table.Built:
+    return optimizer_table.build(self.optimizer, self.hyperparams())
 
 
 def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
   """Every row of the table; ``last_block`` (a leaf-path regex) adds a fast-path
   row whose Fisher choice is confined to the network's last block."""
-  specs = [OptimizerSpec("sgd", "sgd"), OptimizerSpec("optax.contrib.sam", "contrib_sam"),
+  specs = [OptimizerSpec("sgd", "sgd"), OptimizerSpec("optax.contrib.sam", "optax-sam"),
            OptimizerSpec("sam", "sam")]
-  for mask in ("fisher", "dynamic"):
+  for optimizer in ("ssam-f", "ssam-d"):
     for pattern, sparsities in (("unstructured", (0.5, 0.9, 0.99)),
                                 ("tensorwise", (0.5, 0.9, 0.99)), ("2:4", (0.5,))):
       for sparsity in sparsities:
-        specs.append(OptimizerSpec(f"ssam-{mask[0].upper()} {pattern} s={sparsity}", "ssam",
-                                   mask, pattern, sparsity))
+        specs.append(OptimizerSpec(f"ssam-{optimizer[-1].upper()} {pattern} s={sparsity}",
+                                   optimizer, pattern, sparsity))
   for sparsity in (0.5, 0.9):
-    specs.append(OptimizerSpec(f"ssam-F tensorwise s={sparsity} fast path", "ssam", "fisher",
+    specs.append(OptimizerSpec(f"ssam-F tensorwise s={sparsity} fast path", "ssam-f",
                                "tensorwise", sparsity, fast_path=True))
-  specs.append(OptimizerSpec("ssam-F unstructured s=0.5, refresh under lax.cond", "ssam",
-                             "fisher", "unstructured", 0.5, static_refresh=False))
+  specs.append(OptimizerSpec("ssam-F unstructured s=0.5, refresh under lax.cond", "ssam-f",
+                             "unstructured", 0.5, static_refresh=False))
   if last_block is not None:
-    specs.append(OptimizerSpec("ssam-F tensorwise s=0.9 fast path, last block only", "ssam",
-                               "fisher", "tensorwise", 0.9, fast_path=True,
+    specs.append(OptimizerSpec("ssam-F tensorwise s=0.9 fast path, last block only", "ssam-f",
+                               "tensorwise", 0.9, fast_path=True,
                                perturbed_leaves=last_block))
-  specs.append(OptimizerSpec("ssam-F s=1 (no perturbation)", "ssam", "fisher", sparsity=1.0))
+  specs.append(OptimizerSpec("ssam-F s=1 (no perturbation)", "ssam-f", sparsity=1.0))
   return specs
-
-
-def _two_argument_grad_fn(optimizer) -> optax.GradientTransformationExtraArgs:
-  """``optax.contrib.sam`` calls ``grad_fn(params, state)``; the shared step
-  passes ``grad_fn(params)``."""
-
-  def update_fn(updates, state, params=None, *, grad_fn, **extra_args):
-    del extra_args
-    return optimizer.update(updates, state, params,
-                            grad_fn=lambda p, _: grad_fn(p))
-
-  return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)
 
 
 class ModelBench:
@@ -117,27 +111,24 @@ class ModelBench:
     self.num_params = sum(p.size for p in jax.tree.leaves(self.params))
     self.loss_fns = steps.flax_loss_fns(model)
 
-  def make_step(self, spec: OptimizerSpec, opt, perturbed: Optional[tuple] = None,
+  def make_step(self, built: optimizer_table.Built, perturbed: Optional[tuple] = None,
                 refresh: Optional[bool] = None, trace_counter: Optional[list] = None):
-    """The jitted train step of ``spec`` with donated params and states.
+    """The jitted train step of ``built`` with donated params and states.
 
     ``perturbed`` selects the fast path; ``refresh`` is static, or ``None``
     for the optimizer's traced schedule. Each trace appends to
     ``trace_counter``, so retracing can be asserted.
     """
-    if spec.kind == "contrib_sam":
-      opt = _two_argument_grad_fn(opt)
-    uses_fisher = spec.kind == "ssam" and spec.mask == "fisher"
     train_step = steps.make_train_step(
-        self.loss_fns, opt, fisher_unroll=optimizers.fisher_unroll(),
-        num_fisher_samples=(min(NUM_FISHER_SAMPLES, len(self.batch["label"]))
-                            if uses_fisher else 0))
+        self.loss_fns, built.optimizer, fisher_unroll=optimizers.fisher_unroll(),
+        num_fisher_samples=built.num_fisher_samples(
+            min(optimizers.default_num_fisher_samples(), len(self.batch["label"]))))
 
     def step(params, opt_state, batch_stats, batch):
       if trace_counter is not None:
         trace_counter.append(perturbed)
       out = train_step(params, opt_state, batch_stats, batch, perturbed=perturbed,
-                       refresh=refresh if spec.kind == "ssam" else None)
+                       refresh=refresh)
       return out.params, out.opt_state, out.model_state, out.loss
 
     return jax.jit(step, donate_argnums=(0, 1, 2))
@@ -171,22 +162,25 @@ class RunningStep:
 
   def __init__(self, bench: ModelBench, spec: OptimizerSpec):
     self.bench, self.spec = bench, spec
-    self.opt = spec.build()
-    params, state, stats = bench.fresh_inputs(self.opt)
+    self.built = spec.build()
+    params, state, stats = bench.fresh_inputs(self.built.optimizer)
     self.state_bytes = state_bytes(state)
     self.args = [params, state, stats]
     self.traces = []
-    static = spec.kind == "ssam" and spec.static_refresh
-    self.step = bench.make_step(spec, self.opt, refresh=True if static else None,
+    static = self.built.host_refresh_every is not None
+    self.step = bench.make_step(self.built, refresh=True if static else None,
                                 trace_counter=self.traces)
     self.call()
-    self.perturbed = ssam_jax.perturbed_tensors(self.args[1]) if spec.fast_path else None
-    self.perturbed_leaf_names = [] if self.perturbed is None else [
-        path for path, active in zip(leaf_filters.leaf_paths(bench.params), self.perturbed) if active]
+    # Every tensor-wise row records what it perturbs; only the fast path uses it.
+    tensorwise = spec.pattern == "tensorwise" and self.built.entry.has_mask
+    perturbed = ssam_jax.perturbed_tensors(self.args[1]) if tensorwise else None
+    self.perturbed = perturbed if spec.fast_path else None
+    self.perturbed_leaf_names = [] if perturbed is None else [
+        path for path, active in zip(leaf_filters.leaf_paths(bench.params), perturbed) if active]
     timed_refresh = (spec.mask_update_every == 1) if static else None
     self.expected_traces = 1
     if self.perturbed is not None or timed_refresh is False:
-      self.step = bench.make_step(spec, self.opt, self.perturbed, refresh=timed_refresh,
+      self.step = bench.make_step(self.built, self.perturbed, refresh=timed_refresh,
                                   trace_counter=self.traces)
       self.expected_traces = 2
     self.call()
@@ -200,13 +194,12 @@ class RunningStep:
     the same step with a fixed mask (``random_mask``, no refresh branch),
     which does identical work on steps without a refresh, is analysed.
     """
-    spec, step = self.spec, self.step
+    step = self.step
     args = self.args + [self.bench.batch]
-    if spec.kind == "ssam" and not spec.static_refresh:
-      spec = dataclasses.replace(spec, mask="random")
-      opt = spec.build()
-      args = list(self.bench.fresh_inputs(opt)) + args[3:]
-      step = self.bench.make_step(spec, opt, self.perturbed)
+    if self.built.entry.reselects and not self.spec.static_refresh:
+      built = dataclasses.replace(self.spec, optimizer="ssam-random").build()
+      args = list(self.bench.fresh_inputs(built.optimizer)) + args[3:]
+      step = self.bench.make_step(built, self.perturbed)
     return compiled_costs(step, args)
 
   def call(self) -> float:

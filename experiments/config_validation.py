@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from experiments import errors
-from experiments import input_pipeline
+from experiments import datasets
 from experiments import models
+from experiments import optimizer_table
 from experiments import optimizers
 
 # Training examples of each dataset's train split, to check sizes without
@@ -43,8 +44,13 @@ def validate(config, workdir: Optional[str] = None,
   """
   if workdir is not None:
     check_workdir(workdir)
-  _one_of(config, "dataset", tuple(input_pipeline.DATASETS))
-  _one_of(config, "optimizer", optimizers.OPTIMIZERS)
+  _one_of(config, "dataset", tuple(datasets.DATASETS))
+  _one_of(config, "data_pipeline", tuple(datasets.PIPELINES))
+  readable = datasets.PIPELINE_DATASETS.get(config.data_pipeline)
+  if readable is not None and config.dataset not in readable:
+    raise ConfigError(f"config.data_pipeline={config.data_pipeline!r}: reads only "
+                      f"{', '.join(readable)}, not config.dataset={config.dataset!r}.")
+  _one_of(config, "optimizer", tuple(optimizer_table.OPTIMIZERS))
   _integer(config, "model_width", 0)
   try:
     model = models.create_model(config.model, 2, config.model_width)
@@ -88,9 +94,10 @@ def validate(config, workdir: Optional[str] = None,
   _number(config, "momentum", 0, 1, upper_open=True)
   _number(config, "weight_decay_sgd", 0, math.inf)
   _number(config, "weight_decay_sam", 0, math.inf)
-  if optimizers.is_sparse(config):
+  entry = optimizer_table.get(config.optimizer)
+  if entry.reselects:
     _number(config, "mask_update_epochs", 0, math.inf, lower_open=True)
-  if optimizers.uses_fisher(config):
+  if entry.uses_fisher_fn:
     _integer(config, "num_fisher_samples", 1, config.batch_size,
              f"the Fisher uses the first examples of a batch of "
              f"batch_size={config.batch_size}")
@@ -132,9 +139,8 @@ def _check_optimizer(config, model, steps_per_epoch: int) -> None:
   so that the library checks every hyperparameter, including those that
   depend on the parameter shapes (N:M patterns, leaf filters)."""
   try:
-    optimizers.check_fast_path(config)
-    optimizer = optimizers.create_optimizer(config, steps_per_epoch)
-    image_shape = input_pipeline.DATASETS[config.dataset].image_shape
+    optimizer = optimizers.create_optimizer(config, steps_per_epoch).optimizer
+    image_shape = datasets.DATASETS[config.dataset].image_shape
     variables = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0),
                            jnp.zeros((1,) + tuple(image_shape)), train=False))

@@ -33,12 +33,14 @@ def _all_finite(tree) -> jax.Array:
                             for leaf in jax.tree.leaves(tree)]))
 
 
-def check(state, *, config, steps_per_epoch: int, checkpointer) -> None:
+def check(state, *, steps_per_epoch: int, num_epochs: int,
+          skip_nonfinite_steps: int, checkpointer) -> None:
   """Raises :class:`DivergedError` if ``state`` (a ``train.TrainState``) is
   not finite: its parameters, BatchNorm statistics or, unless non-finite
-  steps are skipped, the loss summed over the epoch so far."""
+  steps are skipped (``skip_nonfinite_steps > 0``, as the config's), the
+  loss summed over the epoch so far. ``num_epochs`` is for the message."""
   problems = []
-  if not config.get("skip_nonfinite_steps"):
+  if not skip_nonfinite_steps:
     loss_sum, count = jax.device_get((state.epoch_metrics["loss_sum"],
                                       state.epoch_metrics["count"]))
     if count and not np.isfinite(loss_sum):
@@ -54,11 +56,10 @@ def check(state, *, config, steps_per_epoch: int, checkpointer) -> None:
   last = checkpointer.latest_step()
   last_good = (f"step {last} in {checkpointer.directory}" if last is not None
                else "none saved")
-  skip = ("" if config.get("skip_nonfinite_steps") else
-          ", or set config.skip_nonfinite_steps")
+  skip = "" if skip_nonfinite_steps else ", or set config.skip_nonfinite_steps"
   raise DivergedError(
       f"Training diverged: non-finite {' and '.join(problems)} at step {step} "
-      f"(epoch {epoch}/{config.num_epochs}); last good checkpoint: "
+      f"(epoch {epoch}/{num_epochs}); last good checkpoint: "
       f"{last_good}. To go on from it, lower learning_rate or rho and pass "
       f"--allow_config_change with the changed keys{skip}.")
 

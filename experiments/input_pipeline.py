@@ -4,7 +4,9 @@ Every split is read with tensorflow-datasets when it is prepared in ``data_dir``
 Fashion-MNIST has an offline fallback: the real IDX files of the Debian package
 ``dataset-fashion-mnist``, decoded into a ``tf.data.Dataset`` with the element
 spec tfds gives (``{'image': uint8[28, 28, 1], 'label': int64}``) so both sources
-go through the same pipeline. Missing data raises :class:`DatasetNotFoundError`
+go through the same pipeline. ``experiments.array_pipeline`` reads the same
+examples without TensorFlow (``config.data_pipeline``, see
+``experiments.datasets``). Missing data raises :class:`DatasetNotFoundError`
 that says how to obtain it; nothing is ever synthesised here.
 
 Determinism and resumability: each training example carries its index in the
@@ -16,55 +18,18 @@ first ``start_step * batch_size`` shuffled examples (before augmentation).
 """
 
 import dataclasses
-import gzip
 import os
-import struct
 from typing import Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-# Where the Debian package `dataset-fashion-mnist` installs the IDX files.
-DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-_DEBIAN_FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-# Separates the label-noise random stream from the (seed, epoch) augmentation one.
-_LABEL_NOISE_STREAM = -1
-
-
-class DatasetNotFoundError(FileNotFoundError):
-  """The requested dataset is not available locally."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """Static facts about a dataset that the pipeline and the model need."""
-  tfds_name: str
-  num_classes: int
-  image_shape: tuple[int, int, int]  # model input (H, W, C)
-  mean: tuple[float, ...]  # per channel, for images scaled to [0, 1]
-  std: tuple[float, ...]
-  test_split: str
-  imagenet_style: bool = False  # random-resized-crop instead of pad-and-crop
-  cache: bool = True  # small enough to keep decoded in memory
-
-
-DATASETS = {
-    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3),
-                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           "test"),
-    "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3),
-                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            "test"),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1),
-                                 (0.2860,), (0.3530,), "test"),
-    "imagenet2012": DatasetInfo("imagenet2012", 1000, (224, 224, 3),
-                                (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                                "validation", imagenet_style=True, cache=False),
-}
+# Shared with experiments.array_pipeline (re-exported: callers use these names).
+from experiments.datasets import (  # pylint: disable=g-importing-member,unused-import
+    DATASETS, DEBIAN_FASHION_MNIST_DIR, DatasetInfo, DatasetNotFoundError,
+    LABEL_NOISE_STREAM, fashion_mnist_files, read_idx, steps_per_epoch,
+    validation_indices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +77,6 @@ def load_split(config, split: str) -> Split:
   return loaded
 
 
-def validation_indices(num_examples: int, size: int, seed: int) -> np.ndarray:
-  """Sorted indices (into the stored training split) of the validation set."""
-  if not 0 < size < num_examples:
-    raise ValueError(f"validation_size must be in [1, {num_examples - 1}] for "
-                     f"a training split of {num_examples}, got {size}.")
-  order = np.random.default_rng(seed).permutation(num_examples)
-  return np.sort(order[:size])
-
-
 def _carve_validation(split: Split, size: int, seed: int,
                       validation: bool) -> Split:
   """The validation examples, or the training examples without them."""
@@ -146,9 +102,8 @@ def _load_from_tfds(info: DatasetInfo, split: str,
 
 
 def _load_debian_fashion_mnist(split: str) -> Optional[Split]:
-  directory = os.environ.get("FASHION_MNIST_DIR", DEBIAN_FASHION_MNIST_DIR)
-  image_file, label_file = (os.path.join(directory, name)
-                            for name in _DEBIAN_FASHION_MNIST_FILES[split])
+  image_file, label_file = fashion_mnist_files(split)
+  directory = os.path.dirname(image_file)
   if not (os.path.exists(image_file) and os.path.exists(label_file)):
     return None
   images = read_idx(image_file)[..., np.newaxis]  # tfds spec: uint8 [28, 28, 1]
@@ -156,19 +111,6 @@ def _load_debian_fashion_mnist(split: str) -> Optional[Split]:
   dataset = tf.data.Dataset.from_tensor_slices({"image": images,
                                                 "label": labels})
   return Split(dataset, len(labels), f"debian:{directory}")
-
-
-def read_idx(path: str) -> np.ndarray:
-  """Decodes a (gzipped) IDX file as used by MNIST and Fashion-MNIST."""
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
-  zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-  if zero != 0 or dtype_code != 0x08:  # 0x08 = unsigned byte
-    raise ValueError(f"{path}: not an unsigned-byte IDX file")
-  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-  array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-  return array.reshape(shape)
 
 
 def _missing_data_message(dataset: str, data_dir: Optional[str]) -> str:
@@ -264,7 +206,7 @@ def noisy_label(index, label, fraction: float, num_classes: int, seed: int):
 
   Depends only on (seed, example index), so every epoch sees the same noise.
   """
-  stream = tf.constant([seed, _LABEL_NOISE_STREAM], tf.int64)
+  stream = tf.constant([seed, LABEL_NOISE_STREAM], tf.int64)
   example_seed = tf.random.experimental.stateless_fold_in(stream, index)
   replace_seed, class_seed = tf.unstack(
       tf.random.experimental.stateless_split(example_seed, 2))
@@ -282,11 +224,6 @@ def _deterministic(dataset: tf.data.Dataset) -> tf.data.Dataset:
   options = tf.data.Options()
   options.deterministic = True
   return dataset.with_options(options)
-
-
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  """Training drops the last partial batch, as in the paper's PyTorch code."""
-  return num_examples // batch_size
 
 
 def train_batches(split: Split, config, epoch: int, start_step: int = 0,

@@ -39,11 +39,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 import jax
-import tensorflow as tf
 
+from experiments import datasets
 from experiments import distributed
 from experiments import errors
-from experiments import input_pipeline
 from experiments import train
 from experiments import workdir_guard
 
@@ -100,11 +99,21 @@ def quiet_libraries() -> None:
   """Silences the INFO and WARNING chatter of absl, tfds, TensorFlow and
   orbax (e.g. tfds' "has no dataset_info.json" for the offline IDX files)."""
   logging.set_verbosity(logging.ERROR)
-  tf.get_logger().setLevel("ERROR")
   # Narrow filters for known, harmless Python warnings of those libraries.
   for module in ("tensorflow_datasets", "orbax", "tensorflow"):
     warnings.filterwarnings("ignore", category=DeprecationWarning,
                             module=module)
+
+
+def _quiet_tensorflow() -> None:
+  """TensorFlow's logger to errors; TensorFlow runs tf.data only, away from
+  any accelerator JAX uses."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel("ERROR")
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TensorFlow already runs (main called in-process)
+    pass
 
 
 def main(argv):
@@ -126,10 +135,8 @@ def main(argv):
   if unknown:
     _exit_with(f"--allow_config_change names unknown config keys: "
                f"{', '.join(unknown)}.", 2)
-  try:  # tf.data only; keep TensorFlow away from any accelerator JAX uses.
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # TensorFlow already runs (main called in-process)
-    pass
+  if config.data_pipeline == "tf.data":  # the arrays pipeline needs no TensorFlow
+    _quiet_tensorflow()
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     # A resumed run reuses the compiled steps.
     jax.config.update("jax_compilation_cache_dir",
@@ -139,7 +146,7 @@ def main(argv):
                              allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except errors.RunError as error:
     _exit_with(str(error), error.exit_code)
-  except input_pipeline.DatasetNotFoundError as error:
+  except datasets.DatasetNotFoundError as error:
     _exit_with(str(error), 2)
 
 

@@ -1,20 +1,23 @@
-"""Builds the optimizer named in the config: sgd, sam, ssam-f, ssam-d, ssam-random.
+"""The config side of the optimizer table: a config's values as ``Hyperparams``.
 
-All share the paper's base optimizer, SGD with momentum 0.9 on a cosine
-schedule with weight decay added to the gradient (PyTorch's ``weight_decay``):
-``chain(add_decayed_weights(wd), sgd(schedule, momentum))``. SAM-family
-optimizers use ``config.weight_decay_sam`` (1e-3 on CIFAR), SGD
-``config.weight_decay_sgd`` (5e-4).
+``config_hyperparams`` is the one place that reads a config's optimizer
+values; the trainer's ``hyperparams`` adds the paper's cosine schedule and
+the mask refresh in steps, and ``default_hyperparams`` gives the programs
+without a config of their own (benchmarks, demo, convergence study, sharding
+tests) the defaults of ``experiments/configs/common.py``. The optimizers
+themselves are built by ``experiments.optimizer_table``.
+
+The configs give the SAM family ``config.weight_decay_sam`` (1e-3 on CIFAR)
+and SGD ``config.weight_decay_sgd`` (5e-4).
 """
+
+from typing import Any
 
 import jax
 import optax
 
-import ssam_jax
-
-# ssam-random is SSAM with a fixed random mask: the control for the Fisher and
-# dynamic masks at the same sparsity.
-OPTIMIZERS = ("sgd", "sam", "ssam-f", "ssam-d", "ssam-random")
+from experiments import optimizer_table
+from experiments.configs import common as configs_common
 
 
 def fisher_unroll() -> int | bool:
@@ -27,79 +30,75 @@ def fisher_unroll() -> int | bool:
   return True if jax.default_backend() == "cpu" else 1
 
 
-def is_sparse(config) -> bool:
-  """Whether the optimizer is an SSAM variant (it has a mask)."""
-  return config.optimizer.startswith("ssam-")
-
-
-def uses_fisher(config) -> bool:
-  """Whether the train step must pass ``fisher_fn`` (SSAM-F only)."""
-  return config.optimizer == "ssam-f"
-
-
-def weight_decay(config) -> float:
-  return (config.weight_decay_sgd if config.optimizer == "sgd"
-          else config.weight_decay_sam)
-
-
 def mask_update_every(config, steps_per_epoch: int) -> int:
   """T_m in steps: ``config.mask_update_epochs`` of ``steps_per_epoch`` (>= 1)."""
   return max(1, round(config.mask_update_epochs * steps_per_epoch))
 
 
-def create_optimizer(config,
-                     steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
-  """Returns an optimizer whose ``update`` accepts ``grad_fn``/``fisher_fn``.
+def config_hyperparams(config, *, total_steps: int, mask_update_every: int,
+                       **overrides: Any) -> optimizer_table.Hyperparams:
+  """The optimizer values of ``config`` for ``config.optimizer``.
 
   Args:
-    config: the experiment config (see ``configs/common.py``).
-    steps_per_epoch: with ``config.num_epochs``, the length of the cosine
-      schedule and of SSAM-D's drop decay; with ``config.mask_update_epochs``,
-      the mask refresh period.
+    config: an experiment config (see ``configs/common.py``).
+    total_steps: the length of SSAM-D's drop-rate decay.
+    mask_update_every: T_m in steps.
+    **overrides: fields of :class:`optimizer_table.Hyperparams` that replace
+      the config's (e.g. a schedule as ``learning_rate``).
+
+  Raises:
+    optimizer_table.UnknownOptimizerError: for an unknown ``config.optimizer``.
   """
-  if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {config.optimizer!r}; "
-                     f"expected one of {OPTIMIZERS}.")
+  entry = optimizer_table.get(config.optimizer)
+  values = dict(
+      learning_rate=config.learning_rate, momentum=config.momentum,
+      weight_decay=(config.weight_decay_sam if entry.sharpness_aware
+                    else config.weight_decay_sgd),
+      rho=config.rho, sparsity=config.sparsity, pattern=config.pattern,
+      normalize=config.normalize, drop_rate=config.drop_rate,
+      total_steps=total_steps, mask_update_every=mask_update_every,
+      seed=config.seed, perturbed_leaves=config.perturbed_leaves or None,
+      skip_nonfinite_steps=config.get("skip_nonfinite_steps", 0))
+  return optimizer_table.Hyperparams(**{**values, **overrides})
+
+
+def hyperparams(config, steps_per_epoch: int) -> optimizer_table.Hyperparams:
+  """The trainer's: a cosine schedule over ``config.num_epochs`` (also the
+  length of SSAM-D's decay), T_m from ``config.mask_update_epochs``, and the
+  refresh decided on the host (``experiments.steps.RefreshPlan``)."""
   total_steps = steps_per_epoch * config.num_epochs
-  schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
-  base = optax.chain(optax.add_decayed_weights(weight_decay(config)),
-                     optax.sgd(schedule, momentum=config.momentum))
-  if config.get("skip_nonfinite_steps"):
-    # Inside the SAM/SSAM wrapper it checks the sharpness-aware gradient that
-    # is applied; wrapped around the outside it would check only the first.
-    base = optax.apply_if_finite(base, config.skip_nonfinite_steps)
-  if config.optimizer == "sgd":
-    return optax.with_extra_args_support(base)  # ignores grad_fn
-  if config.optimizer == "sam":
-    return ssam_jax.sam(base, rho=config.rho)
-  return ssam_jax.ssam(base, rho=config.rho, sparsity=config.sparsity,
-                       mask=_mask_strategy(config, total_steps),
-                       mask_update_every=mask_update_every(config, steps_per_epoch),
-                       pattern=config.pattern, normalize=config.normalize,
-                       perturbed_leaves=(ssam_jax.leaves_matching(config.perturbed_leaves)
-                                         if config.perturbed_leaves else None))
+  return config_hyperparams(
+      config, total_steps=total_steps,
+      mask_update_every=mask_update_every(config, steps_per_epoch),
+      learning_rate=optax.cosine_decay_schedule(config.learning_rate,
+                                                total_steps),
+      static_refresh=True)
 
 
-def check_fast_path(config) -> None:
-  """Raises a ValueError unless ``config.fast_path`` computes the same update.
+def create_optimizer(config, steps_per_epoch: int) -> optimizer_table.Built:
+  """The trainer's optimizer for ``config``, with what its step needs.
 
-  The partial first gradient leaves the unperturbed tensors' gradients at
-  zero, which only a tensorwise mask with masked normalisation never reads.
+  Raises:
+    ValueError: for ``config.fast_path`` with an optimizer or pattern it
+      would change (see ``optimizer_table.check_fast_path``).
   """
-  if not config.fast_path:
-    return
-  if not is_sparse(config):
-    raise ValueError(f"fast_path needs a sparse optimizer, got {config.optimizer!r}.")
-  if config.pattern != "tensorwise" or config.normalize != "masked":
-    raise ValueError("fast_path needs pattern='tensorwise' and normalize='masked'"
-                     f", got pattern={config.pattern!r}, "
-                     f"normalize={config.normalize!r}.")
+  values = hyperparams(config, steps_per_epoch)
+  if config.fast_path:
+    optimizer_table.check_fast_path(config.optimizer, values)
+  return optimizer_table.build(config.optimizer, values)
 
 
-def _mask_strategy(config, total_steps: int) -> ssam_jax.MaskStrategy:
-  if config.optimizer == "ssam-f":
-    return ssam_jax.fisher_mask(seed=config.seed)  # the step passes fisher_fn
-  if config.optimizer == "ssam-d":
-    return ssam_jax.dynamic_mask(drop_rate=config.drop_rate,
-                                 total_steps=total_steps, seed=config.seed)
-  return ssam_jax.random_mask(seed=config.seed)  # ssam-random
+def default_hyperparams(optimizer: str, *, total_steps: int,
+                        mask_update_every: int,
+                        **overrides: Any) -> optimizer_table.Hyperparams:
+  """The defaults of ``experiments/configs/common.py`` for ``optimizer``, at
+  a constant learning rate; ``overrides`` replace any field."""
+  config = configs_common.get_base_config()
+  config.optimizer = optimizer
+  return config_hyperparams(config, total_steps=total_steps,
+                            mask_update_every=mask_update_every, **overrides)
+
+
+def default_num_fisher_samples() -> int:
+  """``N_F`` of ``experiments/configs/common.py``."""
+  return configs_common.get_base_config().num_fisher_samples

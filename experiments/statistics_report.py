@@ -1,16 +1,40 @@
-"""Mean ± std over seeds and standard errors of differences between arms.
+"""Mean ± std over seeds, and differences between arms, unpaired and paired.
 
-A difference between two arms is reported with the standard error of the
-difference of their means, ``sqrt(s_a² / n_a + s_b² / n_b)`` (sample stds,
-not paired by seed), once both arms have at least two seeds, and called a
-tie when it is within ``TIE_SE`` of them.
+Unpaired (the ``vs_sam`` / ``vs_sgd`` keys): the difference of two arms'
+means with the standard error ``sqrt(s_a² / n_a + s_b² / n_b)`` (sample
+stds, all seeds of each arm), once both arms have at least two seeds, called
+a tie when it is within ``TIE_SE`` of them.
+
+Paired (the ``paired`` key, :func:`paired_difference`): the two arms are
+restricted to the seeds both ran, and the per-seed differences ``a_s - b_s``
+give a mean ``d``, a sample std ``s_d`` and, with ``n`` shared seeds, the
+95 % confidence interval ``d ± t_{0.975, n-1} s_d / sqrt(n)`` of Student's t
+with ``n - 1`` degrees of freedom. The verdict is "better" or "worse" when
+the interval excludes 0 and "tie" otherwise; with fewer than two shared
+seeds there is no interval and no verdict (``None``). The two-sided p-value
+of the same paired t-test is kept for the multiple-comparison correction.
+
+Multiple comparisons (:func:`holm`): Holm's step-down procedure, reported as
+adjusted p-values (not adjusted intervals). The family of a paired metric is
+every paired comparison of the summary that has a verdict (each arm against
+SAM and against SGD; SAM against SGD counted once), and each comparison
+carries the family's size and its adjusted p-value and verdict under
+``"holm"``. A subset of claims (those a page states) is corrected by calling
+:func:`holm` on its p-values alone.
 """
 
 import math
 import statistics
 
-METRICS = ("test_accuracy", "validation_accuracy", "train_accuracy")
+from scipy import stats as scipy_stats
+
+from experiments import early_stopping
+
+METRICS = ("test_accuracy", "validation_accuracy", "train_accuracy",
+           "early_stopped_test_accuracy")
+PAIRED_METRICS = ("test_accuracy", "early_stopped_test_accuracy")
 TIE_SE = 2.0
+CONFIDENCE = 0.95
 REFERENCES = ("sam", "sgd")
 
 
@@ -34,20 +58,125 @@ def difference(a: dict, b: dict) -> dict:
           "se_units": delta / se if se else None, "verdict": verdict}
 
 
+def paired_difference(a: dict[int, float], b: dict[int, float],
+                      confidence: float = CONFIDENCE) -> dict:
+  """``a - b`` on the seeds both have, with its t interval and verdict.
+
+  Args:
+    a: one arm's values by seed.
+    b: the other arm's values by seed (same units).
+    confidence: of the two-sided interval.
+
+  Returns:
+    ``{"seeds", "n", "mean", "sd", "se", "df", "t", "p", "ci", "verdict"}``:
+    the shared seeds, the mean paired difference, the sample std of the
+    differences, its standard error, the degrees of freedom ``n - 1``, the
+    t statistic, the two-sided p-value, the interval ``[low, high]`` and
+    "better" (``low > 0``), "worse" (``high < 0``) or "tie". Differences
+    that are all equal have a zero-width interval (``t`` None; ``p`` 0, or
+    1 if they are all 0). With fewer than two shared seeds only ``seeds``,
+    ``n``, ``mean`` (None without seeds) and ``verdict`` None.
+  """
+  seeds = sorted(set(a) & set(b))
+  differences = [a[seed] - b[seed] for seed in seeds]
+  n = len(differences)
+  if n < 2:
+    return {"seeds": seeds, "n": n,
+            "mean": differences[0] if differences else None, "verdict": None}
+  mean = statistics.fmean(differences)
+  sd = statistics.stdev(differences)
+  se = sd / math.sqrt(n)
+  df = n - 1
+  if se > 0:
+    t = mean / se
+    p = 2 * float(scipy_stats.t.sf(abs(t), df))
+    half_width = float(scipy_stats.t.ppf((1 + confidence) / 2, df)) * se
+  else:
+    t, p, half_width = None, (1.0 if mean == 0 else 0.0), 0.0
+  low, high = mean - half_width, mean + half_width
+  verdict = "better" if low > 0 else "worse" if high < 0 else "tie"
+  return {"seeds": seeds, "n": n, "mean": mean, "sd": sd, "se": se, "df": df,
+          "t": t, "p": p, "ci": [low, high], "verdict": verdict}
+
+
+def holm(p_values: dict) -> dict:
+  """Holm's step-down adjusted p-values of a family of comparisons.
+
+  With the ``m`` p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the
+  adjusted ``p_(i)`` is ``max_{j <= i} min(1, (m - j + 1) p_(j))``. Rejecting
+  the comparisons whose adjusted p-value is below ``alpha`` is Holm's test
+  at family-wise error rate ``alpha``.
+
+  Args:
+    p_values: ``{name: p}`` of the family.
+
+  Returns:
+    ``{name: adjusted p}``, in the order of ``p_values``.
+  """
+  order = sorted(p_values, key=p_values.get)
+  m, running, adjusted = len(order), 0.0, {}
+  for rank, name in enumerate(order):
+    running = max(running, min(1.0, (m - rank) * p_values[name]))
+    adjusted[name] = running
+  return {name: adjusted[name] for name in p_values}
+
+
+def _add_holm(comparisons: list[tuple[tuple[str, str], dict]],
+              alpha: float = 1 - CONFIDENCE) -> None:
+  """Adds ``"holm": {"comparisons", "p", "verdict"}`` to each comparison that
+  has a verdict; ``(a, b)`` and ``(b, a)`` are one member of the family."""
+  family = {frozenset(pair): diff["p"] for pair, diff in comparisons
+            if diff["verdict"] is not None}
+  adjusted = holm(family)
+  for pair, diff in comparisons:
+    if diff["verdict"] is None:
+      continue
+    p = adjusted[frozenset(pair)]
+    diff["holm"] = {"comparisons": len(family), "p": p,
+                    "verdict": diff["verdict"] if p < alpha else "tie"}
+
+
+def _paired(arms: dict, by_seed: dict[str, dict[str, dict[int, float]]]) -> None:
+  """Adds ``entry["paired"][metric]["vs_sam" | "vs_sgd"]`` to every arm."""
+  for metric in PAIRED_METRICS:
+    comparisons = []
+    for arm, entry in arms.items():
+      for reference in REFERENCES:
+        if (reference == arm or reference not in arms
+            or metric not in by_seed[arm] or metric not in by_seed[reference]):
+          continue
+        diff = paired_difference(by_seed[arm][metric], by_seed[reference][metric])
+        entry.setdefault("paired", {}).setdefault(metric, {})[f"vs_{reference}"] = diff
+        comparisons.append(((arm, reference), diff))
+    _add_holm(comparisons)
+
+
 def arm_statistics(rows_by_arm: dict[str, list[dict]]) -> dict:
-  """Per arm: metrics in percent over seeds, rho, and differences to SAM and
-  SGD in test accuracy (arms without rows are left out)."""
-  arms = {}
+  """Per arm: metrics in percent over seeds (the early-stopped test accuracy
+  with its epochs, see ``experiments.early_stopping``), the mean effective
+  radius where recorded, rho, and differences to SAM and SGD in test
+  accuracy, unpaired (``vs_*``) and paired (``paired``); arms without rows
+  are left out."""
+  arms, by_seed = {}, {}
   for arm, rows in rows_by_arm.items():
     if not rows:
       continue
+    rows = [early_stopping.with_early_stopped(r) for r in rows]
     entry = {metric: describe([100 * r[metric] for r in rows])
              for metric in METRICS if all(metric in r for r in rows)}
     entry["seeds"] = [r["seed"] for r in rows]
+    if "early_stopped_test_accuracy" in entry:
+      entry["early_stopped_epochs"] = [r["early_stopped_epoch"] for r in rows]
+      entry["early_stopped_approximate_seeds"] = [
+          r["seed"] for r in rows if r["early_stopped_approximate"]]
+    if all("effective_radius" in r for r in rows):
+      entry["effective_radius"] = describe([r["effective_radius"] for r in rows])
     entry["rho"] = rows[0]["overrides"].get("rho")
     entry["mean_epoch_seconds"] = statistics.fmean(
         r["mean_epoch_seconds"] for r in rows)
     arms[arm] = entry
+    by_seed[arm] = {metric: {r["seed"]: 100 * r[metric] for r in rows}
+                    for metric in PAIRED_METRICS if all(metric in r for r in rows)}
   for arm, entry in arms.items():
     for reference in REFERENCES:
       # A single seed has no spread: no standard error until both arms have two.
@@ -55,6 +184,7 @@ def arm_statistics(rows_by_arm: dict[str, list[dict]]) -> dict:
           and min(arms[reference]["test_accuracy"]["n"], entry["test_accuracy"]["n"]) > 1):
         entry[f"vs_{reference}"] = difference(entry["test_accuracy"],
                                               arms[reference]["test_accuracy"])
+  _paired(arms, by_seed)
   return arms
 
 
@@ -79,7 +209,7 @@ def markdown_table(rows_by_arm: dict[str, list[dict]]) -> str:
   recorded are left out."""
   arms = arm_statistics(rows_by_arm)
   metrics = [m for m in METRICS if any(m in e for e in arms.values())]
-  names = [m.replace("_accuracy", "") + " (%)" for m in metrics]
+  names = [m.replace("_accuracy", "").replace("_", " ") + " (%)" for m in metrics]
   lines = ["| arm | seeds | " + " | ".join(names) + " | vs SAM | vs SGD | s / epoch |",
            "| --- | ---: |" + " ---: |" * len(metrics) + " ---: | ---: | ---: |"]
   for arm, entry in arms.items():

@@ -1,9 +1,10 @@
 """The train step every program here runs, and the host-side refresh plan.
 
-One step serves SGD, SAM, SSAM-F/D, the random-mask control and the
+One step serves every optimizer of ``experiments.optimizer_table`` and the
 tensor-wise fast path: the optimizers share Optax's extra-arguments contract,
-so the step always passes ``grad_fn`` (and ``fisher_fn`` when the optimizer
-ranks by the Fisher), and each optimizer ignores what it does not use.
+so the step always passes ``grad_fn`` (and ``fisher_fn`` when the table says
+the optimizer ranks by the Fisher), and each optimizer ignores what it does
+not use.
 
 BatchNorm and SAM: the step runs the model once at ``w`` in train mode; that
 pass gives the loss, the gradient and the new model state (running
@@ -51,13 +52,26 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def eval_mode_losses(model, params, batch_stats, images: jax.Array,
+                     labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-example cross-entropy and logits of a Flax linen model in eval mode.
+
+  BatchNorm normalises with the running statistics ``batch_stats``, as at
+  test time: the loss is a deterministic function of the parameters. The
+  Fisher's example loss, evaluation and the analyses' loss all use it.
+  """
+  logits = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                       train=False)
+  return cross_entropy(logits, labels), logits
+
+
 def flax_loss_fns(model, image_key: str = "image",
                   label_key: str = "label") -> LossFns:
   """Cross-entropy losses of a Flax linen model with BatchNorm statistics.
 
   ``model_state`` is the ``batch_stats`` collection: the batch loss runs in
   train mode and returns the updated statistics, the example loss runs in
-  eval mode (see the module docstring).
+  eval mode (:func:`eval_mode_losses`, see the module docstring).
   """
 
   def batch_loss(params, batch_stats, batch):
@@ -68,9 +82,10 @@ def flax_loss_fns(model, image_key: str = "image",
     return loss, (mutated["batch_stats"], logits)
 
   def example_loss(params, batch_stats, example):
-    logits = model.apply({"params": params, "batch_stats": batch_stats},
-                         example[image_key][None], train=False)
-    return cross_entropy(logits, example[label_key][None])[0]
+    losses, _ = eval_mode_losses(model, params, batch_stats,
+                                 example[image_key][None],
+                                 example[label_key][None])
+    return losses[0]
 
   return LossFns(batch_loss, example_loss)
 
@@ -98,6 +113,7 @@ class StepOutput(NamedTuple):
   model_state: PyTree
   loss: jax.Array
   logits: Optional[jax.Array]
+  grads: PyTree = None  # the first gradient, at w (experiments.radius reads it)
 
 
 def make_train_step(loss_fns: LossFns, optimizer: optax.GradientTransformationExtraArgs,
@@ -146,7 +162,7 @@ def make_train_step(loss_fns: LossFns, optimizer: optax.GradientTransformationEx
     updates, opt_state = optimizer.update(grads, opt_state, params,
                                           grad_fn=perturbed_grad, **extra_args)
     return StepOutput(optax.apply_updates(params, updates), opt_state,
-                      new_model_state, loss, logits)
+                      new_model_state, loss, logits, grads)
 
   return step
 
@@ -154,32 +170,36 @@ def make_train_step(loss_fns: LossFns, optimizer: optax.GradientTransformationEx
 class RefreshPlan:
   """Which static arguments each step of a sparse optimizer is compiled with.
 
-  Whether step ``t`` refreshes the mask (``t % mask_update_every == 0``, the
-  optimizer's own count) is decided on the host and passed as a static
-  ``refresh``: two compiled steps instead of a ``lax.cond`` in one. XLA:CPU
-  runs convolutions inside control flow several times slower
-  (``python -m benchmarks.control_flow``; jax-ml/jax#12868), and an untaken
+  When the caller owns the refresh schedule (``optimizer_table.Built.
+  host_refresh_every``), whether step ``t`` refreshes the mask
+  (``t % mask_update_every == 0``, the optimizer's own count) is decided on
+  the host and passed as a static ``refresh``: two compiled steps instead of
+  a ``lax.cond`` in one. XLA:CPU runs convolutions inside control flow
+  several times slower (see :mod:`ssam_jax.workarounds`), and an untaken
   branch is not free either.
 
   With the fast path, the perturbed tensors are static for ``jit`` (one
   compilation per distinct set), so they are read from the optimizer state
   after every full-gradient step: mask refreshes, and the first step this
-  plan sees (of a fresh or resumed run).
+  plan sees (of a fresh or resumed run). A fixed mask is read once.
   """
 
   def __init__(self, mask_update_every: Optional[int], fast_path: bool = False):
-    """``mask_update_every=None``: a dense optimizer, no static arguments."""
+    """``mask_update_every=None``: no static refresh (a dense optimizer, a
+    fixed mask, or a schedule the optimizer owns)."""
     self.mask_update_every = mask_update_every
     self.fast_path = fast_path
     self._perturbed = None  # not known until a full-gradient step
 
   def step_kwargs(self, step: int) -> dict:
     """The static keyword arguments of the step whose optimizer count is ``step``."""
-    if self.mask_update_every is None:
-      return {}
-    refresh = step % self.mask_update_every == 0
-    perturbed = None if refresh or not self.fast_path else self._perturbed
-    return {"refresh": refresh, "perturbed": perturbed}
+    kwargs, full_gradient = {}, self._perturbed is None
+    if self.mask_update_every is not None:
+      kwargs["refresh"] = step % self.mask_update_every == 0
+      full_gradient = full_gradient or kwargs["refresh"]
+    if self.fast_path:
+      kwargs["perturbed"] = None if full_gradient else self._perturbed
+    return kwargs
 
   def after_step(self, opt_state: optax.OptState, step_kwargs: dict) -> None:
     """Reads the perturbed tensors after a full-gradient fast-path step."""

@@ -7,12 +7,14 @@ r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
   python -m experiments.sweep runs --regime overfit     # Fig. 3 inputs
   python -m experiments.sweep compare --regime overfit --workdir runs/main_job
   python -m experiments.sweep export --regime overfit   # seed-0 models, for figures
+  python -m experiments.sweep rerun --regime overfit --arm sam --seed 0  # or --index N
 
 A regime is a config (``REGIMES``). Phase ``rho`` trains SAM once (seed 0) at
-each rho of ``RHO_GRID``; phase ``arms`` trains every arm of ``ARMS`` at seeds
-``SEEDS`` with the rho that gave SAM the best final *validation* accuracy
-(SSAM arms use SAM's rho, as the paper does), the ``CORE_ARMS`` first, then
-the ``HEADLINE_ARMS`` at the further seeds of ``HEADLINE_SEEDS``; phase
+each rho of ``RHO_GRID``; phase ``arms`` trains every arm of
+``sweep_arms.ARMS`` at seeds ``SEEDS`` with the rho that gave SAM the best
+final *validation* accuracy (SSAM arms use SAM's rho, as the paper does), the
+``CORE_ARMS`` first, then the ``HEADLINE_ARMS`` at the further seeds of
+``HEADLINE_SEEDS``; phase
 ``rho-ssam`` trains SSAM-F at 50 % sparsity on the same grid, to measure
 whether SSAM would prefer another rho. A run is
 identified by its config overrides and seed, so an arm identical to a grid run
@@ -34,14 +36,16 @@ import statistics
 import subprocess
 import sys
 
+from experiments import optimizer_table
+from experiments import run_record
 from experiments import statistics_report
+from experiments import sweep_arms
 
 RESULTS = pathlib.Path("experiments/results")
 RUNS = pathlib.Path("runs/sweeps")
-SEEDS = (0, 1, 2)
-# The headline comparison (SGD, SAM, SSAM-F at 50 %) gets two more seeds.
-HEADLINE_ARMS = ("sgd", "sam", "ssam-f s=0.5")
-HEADLINE_SEEDS = SEEDS + (3, 4)
+SEEDS = (0, 1, 2, 3, 4)
+# The headline comparison (sweep_arms.HEADLINE_ARMS) may get more seeds.
+HEADLINE_SEEDS = SEEDS
 RHO_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 RHO_SEED = 0
 
@@ -53,11 +57,16 @@ class Regime:
   # A regime whose arms train the same steps (same model, batch and epochs):
   # its measured costs are this regime's too.
   cost_of: str | None = None
+  # Every arm trains on the same seeds, so that arms compare paired by seed.
+  seeds: tuple[int, ...] = SEEDS
+  headline_seeds: tuple[int, ...] = HEADLINE_SEEDS
 
 
 REGIMES = {
+    # SAM's gain over SGD is small here: the headline arms need more seeds.
     "overfit": Regime("experiments/configs/fashion_mnist_overfit.py",
-                      "R1: clean labels, 10k examples, no augmentation"),
+                      "R1: clean labels, 10k examples, no augmentation",
+                      headline_seeds=tuple(range(10))),
     "label_noise": Regime("experiments/configs/fashion_mnist_label_noise.py",
                           "R2: R1 with 40 % symmetric training-label noise",
                           cost_of="overfit"),
@@ -65,32 +74,9 @@ REGIMES = {
                         "all 60k examples, crop + flip, 10 epochs"),
 }
 
-# Arms in priority order: name -> config overrides (rho is added from the
-# selection). The rho grid runs use the first two arms' overrides.
-_TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
-ARMS = {
-    "sam": {"optimizer": "sam"},
-    "ssam-f s=0.5": {"optimizer": "ssam-f", "sparsity": 0.5},
-    "sgd": {"optimizer": "sgd"},
-    "ssam-d s=0.5": {"optimizer": "ssam-d", "sparsity": 0.5},
-    "ssam-random s=0.5": {"optimizer": "ssam-random", "sparsity": 0.5},
-    "ssam-f s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9},
-    "ssam-d s=0.9": {"optimizer": "ssam-d", "sparsity": 0.9},
-    "ssam-random s=0.9": {"optimizer": "ssam-random", "sparsity": 0.9},
-    "ssam-f s=0.99": {"optimizer": "ssam-f", "sparsity": 0.99},
-    "ssam-d s=0.99": {"optimizer": "ssam-d", "sparsity": 0.99},
-    "ssam-random s=0.99": {"optimizer": "ssam-random", "sparsity": 0.99},
-    "sgd 2x epochs": {"optimizer": "sgd", "num_epochs": "2x"},
-    "ssam-f tensorwise s=0.9": {"optimizer": "ssam-f", "sparsity": 0.9, **_TENSORWISE},
-    "ssam-f tensorwise s=0.9 last block": {
-        "optimizer": "ssam-f", "sparsity": 0.9, **_TENSORWISE,
-        "perturbed_leaves": "^(Conv_2|BatchNorm_2|Dense_0)/"},
-    "sam 2x weight decay": {"optimizer": "sam", "weight_decay_sam": "2x"},
-}
-# The arms that answer the main question, trained at every seed before the rest.
-CORE_ARMS = ("sam", "sgd", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5")
-# The arms whose seed-0 models the analyses (Figs. 1, 4, 5) read.
-EXPORTED_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5")
+# The arm the rho grid trains, and the one phase rho-ssam trains on it.
+RHO_ARM = sweep_arms.SAM
+RHO_SSAM_ARM = sweep_arms.SSAM_F_HALF
 
 
 def regime_config(regime: str):
@@ -103,12 +89,10 @@ def regime_config(regime: str):
   return module.get_config()
 
 
-def overrides_of(regime: str, arm: str, rho: float) -> dict:
-  """The arm's config overrides with "2x" resolved and rho set (if used)."""
-  config = regime_config(regime)
-  overrides = {key: (2 * config[key] if value == "2x" else value)
-               for key, value in ARMS[arm].items()}
-  if overrides["optimizer"] != "sgd":
+def overrides_of(regime: str, arm: sweep_arms.Arm, rho: float) -> dict:
+  """The arm's config overrides in ``regime``, with rho set if it perturbs."""
+  overrides = arm.overrides(regime_config(regime))
+  if optimizer_table.get(arm.optimizer).sharpness_aware:
     overrides["rho"] = rho
   return overrides
 
@@ -136,7 +120,7 @@ def cost_file(regime: str) -> pathlib.Path:
   return pathlib.Path("benchmarks/results") / f"{measured}_arm_cost_cpu.json"
 
 
-def training_cost(regime: str, arm: str, epoch_ratio: float) -> float:
+def training_cost(regime: str, arm: sweep_arms.Arm, epoch_ratio: float) -> float:
   """An arm's whole training run in units of SGD's, from its epoch's cost
   (``benchmarks.arm_cost``): ``sgd 2x epochs`` costs twice its epoch."""
   config = regime_config(regime)
@@ -170,7 +154,7 @@ def _epochs(path: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in metrics.read_text().splitlines() if line]
 
 
-def _record(regime: str, arm: str, overrides: dict, seed: int,
+def _record(regime: str, arm: sweep_arms.Arm, overrides: dict, seed: int,
             parallel: int) -> bool:
   """Appends the finished run to the results file; False if it is unfinished."""
   config = regime_config(regime)
@@ -179,19 +163,21 @@ def _record(regime: str, arm: str, overrides: dict, seed: int,
   if not epochs or epochs[-1]["epoch"] < wanted:
     return False
   last = epochs[-1]
-  row = {"regime": regime, "arm": arm, "seed": seed, "overrides": overrides,
+  row = {"regime": regime, "arm": arm.label, "seed": seed, "overrides": overrides,
          **{key: last[key] for key in ("test_accuracy", "validation_accuracy",
                                        "train_accuracy", "train_loss")},
          "mean_epoch_seconds": statistics.fmean(e["epoch_seconds"] for e in epochs),
          "runs_in_parallel": parallel,
          "command": " ".join(command(regime, overrides, seed)[1:]),
+         **run_record.derived_fields(workdir(regime, overrides, seed), epochs),
          "epochs": epochs}
   with results_file(regime).open("a") as out:
     out.write(json.dumps(row) + "\n")
   return True
 
 
-def rho_selection(regime: str, arm: str = "sam") -> dict[float, float]:
+def rho_selection(regime: str,
+                  arm: sweep_arms.Arm = RHO_ARM) -> dict[float, float]:
   """Final validation accuracy (%) of ``arm`` at each recorded grid rho."""
   rows = recorded_rows(regime)
   found = {}
@@ -211,26 +197,33 @@ def selected_rho(regime: str) -> float:
   return max(RHO_GRID, key=lambda rho: (grid[rho], -RHO_GRID.index(rho)))
 
 
-def jobs(regime: str, phase: str, only: list[str]) -> list[tuple[str, dict, int]]:
+def jobs(regime: str, phase: str, only: list[sweep_arms.Arm]
+         ) -> list[tuple[sweep_arms.Arm, dict, int]]:
   """(arm, overrides, seed) of every run the phase needs, in priority order."""
   if phase in ("rho", "rho-ssam"):
-    arm = "sam" if phase == "rho" else "ssam-f s=0.5"
+    arm = RHO_ARM if phase == "rho" else RHO_SSAM_ARM
     return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for rho in RHO_GRID]
   rho = selected_rho(regime)
-  arms = [arm for arm in ARMS if not only or arm in only]
-  groups = ([a for a in arms if a in CORE_ARMS], [a for a in arms if a not in CORE_ARMS])
-  extra_seeds = HEADLINE_SEEDS[len(SEEDS):]
+  arms = [arm for arm in sweep_arms.ARMS if not only or arm in only]
+  core = sweep_arms.CORE_ARMS
+  groups = ([a for a in arms if a in core], [a for a in arms if a not in core])
+  seeds = REGIMES[regime].seeds
+  extra_seeds = [s for s in REGIMES[regime].headline_seeds if s not in seeds]
   return [(arm, overrides_of(regime, arm, rho), seed)
-          for group in groups for seed in SEEDS for arm in group] + [
+          for group in groups for seed in seeds for arm in group] + [
               (arm, overrides_of(regime, arm, rho), seed)
-              for seed in extra_seeds for arm in arms if arm in HEADLINE_ARMS]
+              for seed in extra_seeds for arm in arms
+              if arm in sweep_arms.HEADLINE_ARMS]
 
 
-def seeds_of(arm: str) -> tuple[int, ...]:
-  return HEADLINE_SEEDS if arm in HEADLINE_ARMS else SEEDS
+def seeds_of(regime: str, arm: sweep_arms.Arm) -> tuple[int, ...]:
+  plan = REGIMES[regime]
+  return (plan.headline_seeds if arm in sweep_arms.HEADLINE_ARMS
+          else plan.seeds)
 
 
-def run(regime: str, phase: str, parallel: int, only: list[str]) -> None:
+def run(regime: str, phase: str, parallel: int,
+        only: list[sweep_arms.Arm]) -> None:
   pending = []
   for arm, overrides, seed in jobs(regime, phase, only):
     if _find(recorded_rows(regime), overrides, seed) is not None:
@@ -252,9 +245,9 @@ def run(regime: str, phase: str, parallel: int, only: list[str]) -> None:
   with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
     for (arm, overrides, seed), code in pool.map(train, pending):
       if code == 0 and _record(regime, arm, overrides, seed, parallel):
-        print(f"recorded {regime} {arm} seed {seed}", flush=True)
+        print(f"recorded {regime} {arm.label} seed {seed}", flush=True)
       else:
-        print(f"FAILED {regime} {arm} seed {seed} (exit {code}): "
+        print(f"FAILED {regime} {arm.label} seed {seed} (exit {code}): "
               f"{workdir(regime, overrides, seed)}/train.log", flush=True)
 
 
@@ -268,9 +261,9 @@ def rows_by_arm(regime: str) -> dict[str, list[dict]]:
       grouped.setdefault(row["setting"], []).append(row)
     return grouped
   rho = selected_rho(regime)
-  return {arm: [r for seed in seeds_of(arm)
-                if (r := _find(rows, overrides_of(regime, arm, rho), seed))]
-          for arm in ARMS}
+  return {arm.label: [r for seed in seeds_of(regime, arm)
+                      if (r := _find(rows, overrides_of(regime, arm, rho), seed))]
+          for arm in sweep_arms.ARMS}
 
 
 def table(regime: str) -> str:
@@ -292,8 +285,8 @@ def summary(regime: str) -> dict:
               "augment": config.augment.to_dict()},
       "rho_grid_seed": RHO_SEED, "selected_rho": selected_rho(regime),
       "rho_selection": {str(k): v for k, v in rho_selection(regime).items()},
-      "rho_selection_ssam-f s=0.5": {
-          str(k): v for k, v in rho_selection(regime, "ssam-f s=0.5").items()},
+      f"rho_selection_{RHO_SSAM_ARM.label}": {
+          str(k): v for k, v in rho_selection(regime, RHO_SSAM_ARM).items()},
       "arms": statistics_report.arm_statistics(grouped),
   }
 
@@ -314,42 +307,41 @@ def compare(regime: str, workdir: str) -> str:
            f"{100 * final.get('validation_accuracy', float('nan')):.2f} %.",
            f"Committed {committed['description']} "
            f"(rho {committed['selected_rho']}, {summary_file(regime)}):"]
-  for arm in HEADLINE_ARMS:
-    stats = committed["arms"].get(arm, {}).get("test_accuracy")
+  for arm in sweep_arms.HEADLINE_ARMS:
+    stats = committed["arms"].get(arm.label, {}).get("test_accuracy")
     if stats:
-      lines.append(f"  {arm:14s} test accuracy {stats['mean']:.2f} ± "
+      lines.append(f"  {arm.label:14s} test accuracy {stats['mean']:.2f} ± "
                    f"{stats['std']:.2f} % over {stats['n']} seeds")
   return "\n".join(lines)
 
 
-def exported_model(regime: str, arm: str) -> pathlib.Path:
-  return RESULTS / "models" / regime / (arm.replace(" ", "_").replace("=", "") + "_seed0.msgpack")
+def exported_model(regime: str, arm: sweep_arms.Arm) -> pathlib.Path:
+  name = arm.label.replace(" ", "_").replace("=", "")
+  return RESULTS / "models" / regime / f"{name}_seed0.msgpack"
 
 
 def export(regime: str) -> list[str]:
-  """Writes the seed-0 models of ``EXPORTED_ARMS`` (params and BatchNorm
+  """Writes the seed-0 models of ``sweep_arms.EXPORTED_ARMS`` (params and BatchNorm
   statistics only) next to the results, for the analyses."""
-  from experiments.analysis import common  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import trained  # pylint: disable=g-import-not-at-top
   rho = selected_rho(regime)
-  return [common.export_model(str(workdir(regime, overrides_of(regime, arm, rho), 0)),
-                              str(exported_model(regime, arm)))
-          for arm in EXPORTED_ARMS]
+  return [trained.export_model(str(workdir(regime, overrides_of(regime, arm, rho), 0)),
+                               str(exported_model(regime, arm)))
+          for arm in sweep_arms.EXPORTED_ARMS]
 
 
 def figure_runs(regime: str) -> list[str]:
   """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
   specs = []
-  for arm, rows in rows_by_arm(regime).items():
-    overrides = rows[0]["overrides"] if rows else {}
-    if set(overrides) - {"optimizer", "sparsity", "rho", *_TENSORWISE}:
-      continue  # a longer schedule or an ablation: not on the sparsity axis
-    for row in rows:
-      label = overrides["optimizer"]
-      if overrides.get("pattern") == "tensorwise":
-        label += "-tensorwise"
-      if "sparsity" in overrides:
-        label += f"@{overrides['sparsity']}"
-      specs.append(f"{label}={workdir(regime, row['overrides'], row['seed'])}")
+  for label, rows in rows_by_arm(regime).items():
+    arm = sweep_arms.arm(label)
+    if arm.leaves or arm.doubled or arm.label_noise is not None:
+      continue  # an ablation, a longer schedule or label noise
+    name = arm.optimizer + ("-tensorwise" if arm.tensorwise else "")
+    if arm.sparsity is not None:
+      name += f"@{arm.sparsity}"
+    specs += [f"{name}={workdir(regime, row['overrides'], row['seed'])}"
+              for row in rows]
   return specs
 
 
@@ -357,18 +349,27 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("action", choices=("run", "table", "summary", "runs",
-                                         "compare", "selected-rho", "export"))
+                                         "compare", "selected-rho", "export", "rerun"))
   parser.add_argument("--regime", choices=tuple(REGIMES), required=True)
   parser.add_argument("--phase", choices=("rho", "arms", "rho-ssam"), default="arms")
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated arm names")
   parser.add_argument("--workdir", help="the run to compare (compare)")
+  parser.add_argument("--arm", help="rerun: the record's arm (with --seed)")
+  parser.add_argument("--seed", type=int, help="rerun: the record's seed")
+  parser.add_argument("--index", type=int, help="rerun: the record's 0-based line")
   args = parser.parse_args(argv)
+  if args.action == "rerun":  # experiments.rerun has the details
+    from experiments import rerun  # pylint: disable=g-import-not-at-top
+    sys.exit(rerun.main(args.regime, args.arm, args.seed, args.index))
   if args.action == "run":
     if args.regime == "augmented":
       parser.error("the augmented sweep is finished and read only")
-    run(args.regime, args.phase, args.parallel,
-        [s for s in args.only.split(",") if s])
+    try:
+      only = [sweep_arms.arm(label) for label in args.only.split(",") if label]
+    except KeyError as error:
+      parser.error(f"--only: {error.args[0]}")
+    run(args.regime, args.phase, args.parallel, only)
   elif args.action == "summary":
     path = summary_file(args.regime)
     path.write_text(json.dumps(summary(args.regime), indent=1) + "\n")

@@ -22,9 +22,11 @@ from experiments import checkpointing
 from experiments import config_validation
 from experiments import distributed
 from experiments import divergence
-from experiments import input_pipeline
+from experiments import datasets
 from experiments import models
 from experiments import optimizers
+from experiments import provenance
+from experiments import radius
 from experiments import reporting
 from experiments import steps
 from experiments import workdir_guard
@@ -45,7 +47,8 @@ class TrainState:
 def _zero_metric_sums() -> dict[str, jax.Array]:
   return {"loss_sum": jnp.zeros([], jnp.float32),
           "correct": jnp.zeros([], jnp.int32),
-          "count": jnp.zeros([], jnp.int32)}
+          "count": jnp.zeros([], jnp.int32),
+          "radius_sum": jnp.zeros([], jnp.float32)}  # experiments.radius
 
 
 def create_train_state(seed: int, model, optimizer,
@@ -60,13 +63,16 @@ def create_train_state(seed: int, model, optimizer,
 
 
 def train_step(state: TrainState, batch: Batch, *, step_fn: Callable,
+               radius_fn: Optional[Callable] = None,
                perturbed: Optional[tuple[bool, ...]] = None,
                refresh: Optional[bool] = None) -> tuple[TrainState, dict]:
   """``step_fn`` (``steps.make_train_step``) on the train state, adding the
   batch to the epoch's metric sums; ``perturbed`` and ``refresh`` are its
-  static arguments (``steps.RefreshPlan``)."""
+  static arguments (``steps.RefreshPlan``), ``radius_fn(grads, opt_state)``
+  the step's ``||eps||`` (``experiments.radius``; None: not summed)."""
   out = step_fn(state.params, state.opt_state, state.batch_stats, batch,
                 perturbed=perturbed, refresh=refresh)
+  step_radius = 0.0 if radius_fn is None else radius_fn(out.grads, out.opt_state)
   correct = jnp.sum(jnp.argmax(out.logits, -1) == batch["label"])
   sums, size = state.epoch_metrics, len(out.logits)
   new_state = state.replace(
@@ -74,17 +80,17 @@ def train_step(state: TrainState, batch: Batch, *, step_fn: Callable,
       opt_state=out.opt_state,
       epoch_metrics={"loss_sum": sums["loss_sum"] + out.loss * size,
                      "correct": sums["correct"] + correct,
-                     "count": sums["count"] + size})
+                     "count": sums["count"] + size,
+                     "radius_sum": sums["radius_sum"] + step_radius * size})
   return new_state, {"loss": out.loss, "accuracy": correct / size}
 
 
 def eval_step(state: TrainState, batch: Batch, *, model) -> dict:
   """Sums of loss and correct predictions over the real (``mask``) examples."""
-  logits = model.apply({"params": state.params,
-                        "batch_stats": state.batch_stats},
-                       batch["image"], train=False)
+  losses, logits = steps.eval_mode_losses(model, state.params, state.batch_stats,
+                                          batch["image"], batch["label"])
   mask = batch["mask"]
-  return {"loss_sum": jnp.sum(steps.cross_entropy(logits, batch["label"]) * mask),
+  return {"loss_sum": jnp.sum(losses * mask),
           "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & mask),
           "count": jnp.sum(mask)}
 
@@ -93,7 +99,7 @@ def evaluate(jit_eval_step: Callable, state: TrainState, split, config,
              data_parallel: distributed.DataParallel) -> dict:
   totals = None
   rows = distributed.process_rows(config.eval_batch_size)
-  for batch in input_pipeline.eval_batches(split, config, rows):
+  for batch in datasets.pipeline(config).eval_batches(split, config, rows):
     sums = jit_eval_step(state, data_parallel.global_batch(batch))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return _means(jax.device_get(totals))
@@ -101,8 +107,11 @@ def evaluate(jit_eval_step: Callable, state: TrainState, split, config,
 
 def _means(sums: dict) -> dict:
   count = max(int(sums["count"]), 1)
-  return {"loss": float(sums["loss_sum"]) / count,
-          "accuracy": float(sums["correct"]) / count}
+  means = {"loss": float(sums["loss_sum"]) / count,
+           "accuracy": float(sums["correct"]) / count}
+  if "radius_sum" in sums:  # training sums only
+    means["radius"] = float(sums["radius_sum"]) / count
+  return means
 
 
 def mask_density(opt_state) -> float:
@@ -120,12 +129,14 @@ class Trainer:
   def __init__(self, config, workdir: str):
     self.config = config
     self.workdir = workdir
-    self.info = input_pipeline.DATASETS[config.dataset]
-    self.train_split = input_pipeline.load_split(config, "train")
-    self.test_split = input_pipeline.load_split(config, "test")
-    self.validation_split = (input_pipeline.load_split(config, "validation")
+    self.info = datasets.DATASETS[config.dataset]
+    # tf.data or NumPy arrays (config.data_pipeline); only the chosen one is imported.
+    self.pipeline = datasets.pipeline(config)
+    self.train_split = self.pipeline.load_split(config, "train")
+    self.test_split = self.pipeline.load_split(config, "test")
+    self.validation_split = (self.pipeline.load_split(config, "validation")
                              if config.validation_size else None)
-    self.steps_per_epoch = input_pipeline.steps_per_epoch(
+    self.steps_per_epoch = datasets.steps_per_epoch(
         self.train_split.num_examples, config.batch_size)
     if self.steps_per_epoch == 0:
       raise ValueError("batch_size is larger than the training set.")
@@ -134,17 +145,19 @@ class Trainer:
     self.data_parallel.check_divides("eval_batch_size", config.eval_batch_size)
     self.model = models.create_model(config.model, self.info.num_classes,
                                      config.model_width)
-    self.optimizer = optimizers.create_optimizer(config, self.steps_per_epoch)
+    self.built_optimizer = optimizers.create_optimizer(config,
+                                                       self.steps_per_epoch)
+    self.optimizer = self.built_optimizer.optimizer
     step_fn = steps.make_train_step(
         steps.flax_loss_fns(self.model), self.optimizer,
-        num_fisher_samples=(config.num_fisher_samples
-                            if optimizers.uses_fisher(config) else 0),
+        num_fisher_samples=self.built_optimizer.num_fisher_samples(
+            config.num_fisher_samples),
         fisher_unroll=optimizers.fisher_unroll())
     self.refresh_plan = steps.RefreshPlan(
-        optimizers.mask_update_every(config, self.steps_per_epoch)
-        if optimizers.is_sparse(config) else None, config.fast_path)
+        self.built_optimizer.host_refresh_every, config.fast_path)
     replicated = self.data_parallel.replicated
-    self.train_step = jax.jit(functools.partial(train_step, step_fn=step_fn),
+    self.train_step = jax.jit(functools.partial(
+        train_step, step_fn=step_fn, radius_fn=radius.for_config(config)),
                               donate_argnums=0,
                               static_argnames=("perturbed", "refresh"),
                               out_shardings=replicated)
@@ -198,8 +211,9 @@ class Trainer:
   def save(self, state: TrainState) -> None:
     """Checkpoints ``state``; raises ``divergence.DivergedError`` instead if
     it is not finite, so that the newest checkpoint is the last good one."""
-    divergence.check(state, config=self.config,
-                     steps_per_epoch=self.steps_per_epoch,
+    divergence.check(state, steps_per_epoch=self.steps_per_epoch,
+                     num_epochs=self.config.num_epochs,
+                     skip_nonfinite_steps=self.config.get("skip_nonfinite_steps", 0),
                      checkpointer=self.checkpointer)
     step = int(state.step)
     self.checkpointer.save(step, state, self.data_position(step))
@@ -208,7 +222,7 @@ class Trainer:
     """Runs the rest of ``epoch`` from the state's data position."""
     config = self.config
     start = self.data_position(int(state.step))["step_in_epoch"]
-    batches = input_pipeline.train_batches(
+    batches = self.pipeline.train_batches(
         self.train_split, config, epoch, start,
         distributed.process_rows(config.batch_size))
     bar = tqdm.tqdm(total=self.steps_per_epoch, initial=start, leave=False,
@@ -248,11 +262,13 @@ class Trainer:
   def end_of_epoch_metrics(self, state: TrainState, epoch: int,
                            epoch_seconds: float) -> dict:
     train = _means(jax.device_get(state.epoch_metrics))
-    divergence.check(state, config=self.config,  # before evaluating garbage
-                     steps_per_epoch=self.steps_per_epoch,
+    divergence.check(state, steps_per_epoch=self.steps_per_epoch,  # before evaluating garbage
+                     num_epochs=self.config.num_epochs,
+                     skip_nonfinite_steps=self.config.get("skip_nonfinite_steps", 0),
                      checkpointer=self.checkpointer)
     metrics = {"epoch": epoch + 1,
                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+               "effective_radius": train["radius"],
                "epoch_seconds": epoch_seconds}
     if ((epoch + 1) % self.config.test_every_epochs == 0
         or epoch + 1 == self.config.num_epochs):
@@ -264,7 +280,7 @@ class Trainer:
                             self.config, self.data_parallel)
       metrics["validation_loss"] = validation["loss"]
       metrics["validation_accuracy"] = validation["accuracy"]
-    if optimizers.is_sparse(self.config):
+    if self.built_optimizer.entry.has_mask:
       metrics["mask_density"] = mask_density(state.opt_state)
     if self.config.get("skip_nonfinite_steps"):
       metrics["skipped_steps"] = divergence.skipped_steps(state.opt_state)
@@ -317,6 +333,7 @@ def _train(trainer: Trainer, config, workdir: str, resume: bool,
     state = trainer.restore_or_init(resume)
     resumed_step = int(state.step) or None
     if main_process:
+      provenance.write(workdir, config)  # one line per start of the program
       # With the first checkpoint of this config: until then config.json
       # describes the checkpoints there are, whatever stops this run.
       # Analyses (experiments.analysis) rebuild the model from it.

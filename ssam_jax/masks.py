@@ -94,6 +94,18 @@ class DynamicMaskState(NamedTuple):
   key: jax.Array
 
 
+class RandomMaskState(NamedTuple):
+  """State of :func:`random_mask` with ``resample=True``.
+
+  Without ``resample`` the state is ``optax.EmptyState()``.
+
+  Attributes:
+    key: PRNG key of the next redraw.
+  """
+
+  key: jax.Array
+
+
 def uniform_scores(key: jax.Array, params: PyTree) -> PyTree:
   """Independent U[0, 1) float32 scores shaped (and sharded) like ``params``."""
   leaves, treedef = jax.tree.flatten(params)
@@ -121,32 +133,38 @@ def fisher_mask(accumulate: bool = False, seed: int = 0) -> MaskStrategy:
   ``F = (1 / N_F) sum_i (grad log p(y_i | x_i))^2`` (Eqs. 5 and 6 of Mi et
   al.), selected globally across all perturbable leaves. The Fisher comes
   from the ``fisher_fn`` passed to ``update``, normally
-  :func:`ssam_jax.empirical_fisher`, evaluated only on refresh steps; a
-  refresh without ``fisher_fn`` raises a ``TypeError``.
+  :func:`ssam_jax.empirical_fisher`, evaluated only on refresh steps: each
+  refresh costs ``num_samples`` per-example gradients. A refresh without
+  ``fisher_fn`` raises a ``TypeError``.
 
-  ``accumulate=True`` opts in to a cheaper estimate for the updates that get
-  no ``fisher_fn``: the mean of the squared minibatch gradients seen since
-  the last refresh. Per parameter, with ``mu`` and ``sigma^2`` the mean and
-  variance of the per-example gradients and ``B`` the batch size, its
-  expectation is ``mu^2 + sigma^2 / B`` where the Fisher is
-  ``mu^2 + sigma^2``: the per-example variance, usually the larger term, is
-  divided by the batch size, so the ranking can differ from the paper's.
-  It costs no extra gradient but 4 bytes per parameter of optimizer state.
+  ``accumulate=True`` ranks by a cheaper estimate instead, for loops that
+  cannot pass ``fisher_fn``: the mean of the squared minibatch gradients
+  that ``update`` received since the last refresh, the refresh step's
+  included. Per parameter, with ``mu`` and ``sigma^2`` the mean and variance
+  of the per-example gradients and ``B`` the batch size, its expectation is
+  ``mu^2 + sigma^2 / B`` where the Fisher is ``mu^2 + sigma^2``: the
+  per-example variance, usually the larger term, is divided by the batch
+  size, so the ranking can differ from the paper's. It costs no extra
+  gradient but 4 bytes per parameter of optimizer state, and ``update``
+  must not get a ``fisher_fn`` (a ``TypeError`` says so), since the
+  estimate would not use it.
 
   Args:
-    accumulate: opt in to the squared-minibatch-gradient estimate above when
-      ``update`` is called without ``fisher_fn``.
+    accumulate: rank by the accumulated squared minibatch gradients above
+      instead of by ``fisher_fn``.
     seed: seed of the random mask used before the first refresh.
 
   Returns:
-    A :class:`MaskStrategy` for :func:`ssam_jax.ssam`.
+    A :class:`MaskStrategy` for :func:`ssam_jax.ssam`. Its state is
+    ``optax.EmptyState()``, or a :class:`FisherMaskState` with
+    ``accumulate=True``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, ssam_jax
     >>> loss = lambda p, x: jnp.sum((p['w'] * x) ** 2)  # also one example's
     >>> x = jnp.array([[1.0, 1.0, 1.0, 1.0], [1.0, 3.0, 2.0, 0.0]])
     >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.5,
-    ...                     mask=ssam_jax.fisher_mask())
+    ...                     mask=ssam_jax.fisher_mask(), mask_update_every=10)
     >>> params = {'w': jnp.array([1.0, -2.0, 3.0, 0.5])}
     >>> state = opt.init(params)
     >>> updates, state = opt.update(
@@ -172,35 +190,46 @@ def fisher_mask(accumulate: bool = False, seed: int = 0) -> MaskStrategy:
         squared_grad_sum=sums, num_accumulated=jnp.zeros([], jnp.int32))
 
   def accumulate_statistics(state, inputs):
-    if inputs.fisher_fn is not None:
-      return state
+    _check_no_fisher_fn(inputs)
     return FisherMaskState(
         squared_grad_sum=jax.tree.map(jnp.add, state.squared_grad_sum,
                                       _squared_float32(inputs.grads)),
         num_accumulated=state.num_accumulated + 1)
 
-  def reselect(mask, state, inputs, select):
+  def reselect_by_fisher_fn(mask, state, inputs, select):
     del mask
-    if inputs.fisher_fn is not None:
-      fisher = inputs.fisher_fn(inputs.params)
-      if jax.tree.structure(fisher) != jax.tree.structure(inputs.params):
-        raise TypeError(
-            "fisher_fn must return a pytree with the structure of the params; "
-            f"got {jax.tree.structure(fisher)}.")
-    elif accumulate:
-      count = jnp.maximum(state.num_accumulated, 1).astype(jnp.float32)
-      fisher = jax.tree.map(lambda s: s / count, state.squared_grad_sum)
-    else:
+    if inputs.fisher_fn is None:
       raise TypeError(_MISSING_FISHER_FN)
-    if accumulate:
-      state = FisherMaskState(
-          squared_grad_sum=jax.tree.map(jnp.zeros_like, state.squared_grad_sum),
-          num_accumulated=jnp.zeros([], jnp.int32))
+    fisher = inputs.fisher_fn(inputs.params)
+    if jax.tree.structure(fisher) != jax.tree.structure(inputs.params):
+      raise TypeError(
+          "fisher_fn must return a pytree with the structure of the params; "
+          f"got {jax.tree.structure(fisher)}.")
     return select(fisher, inputs.keep_fraction), state
 
-  return MaskStrategy(
-      init=init, reselect=reselect,
-      accumulate_statistics=accumulate_statistics if accumulate else None)
+  def reselect_by_accumulated(mask, state, inputs, select):
+    del mask
+    _check_no_fisher_fn(inputs)
+    count = jnp.maximum(state.num_accumulated, 1).astype(jnp.float32)
+    estimate = jax.tree.map(lambda s: s / count, state.squared_grad_sum)
+    reset = FisherMaskState(
+        squared_grad_sum=jax.tree.map(jnp.zeros_like, state.squared_grad_sum),
+        num_accumulated=jnp.zeros([], jnp.int32))
+    return select(estimate, inputs.keep_fraction), reset
+
+  if accumulate:
+    return MaskStrategy(init=init, reselect=reselect_by_accumulated,
+                        accumulate_statistics=accumulate_statistics)
+  return MaskStrategy(init=init, reselect=reselect_by_fisher_fn)
+
+
+def _check_no_fisher_fn(inputs: MaskInputs) -> None:
+  if inputs.fisher_fn is not None:
+    raise TypeError(
+        "fisher_mask(accumulate=True) ranks by the squared minibatch "
+        "gradients accumulated between refreshes and never calls fisher_fn: "
+        "leave fisher_fn out of update(), or use fisher_mask() to rank by "
+        "the empirical Fisher that fisher_fn computes.")
 
 
 _MISSING_FISHER_FN = (
@@ -219,8 +248,9 @@ def drop_fraction(step, drop_rate: float, total_steps: int) -> jax.Array:
 
 
 def dynamic_mask(
+    total_steps: int,
+    *,
     drop_rate: float = 0.5,
-    total_steps: int = 1,
     drop_criterion: str = "gradient",
     growth_criterion: str = "random",
     seed: int = 0,
@@ -247,9 +277,11 @@ def dynamic_mask(
   number of live entries; here the count stays exactly ``k`` (unstructured).
 
   Args:
+    total_steps: ``T`` of the cosine decay, the number of training steps
+      (the paper counts epochs; only the ratio ``t / T`` matters). There is
+      no default: past ``T`` nothing is dropped, so a wrong ``T`` silently
+      turns SSAM-D into a fixed random mask.
     drop_rate: ``alpha``, the fraction of live entries replaced at step 0.
-    total_steps: ``T`` of the cosine decay, usually the number of training
-      steps (the paper counts epochs; only the ratio ``t / T`` matters).
     drop_criterion: ``"gradient"``, ``"weight"`` or ``"random"``.
     growth_criterion: ``"random"``, ``"gradient"`` or ``"weight"``.
     seed: seed of the initial mask and of the PRNG key in the state.
@@ -260,7 +292,8 @@ def dynamic_mask(
   Examples:
     >>> import jax, jax.numpy as jnp, optax, ssam_jax
     >>> opt = ssam_jax.ssam(optax.sgd(0.1), rho=0.05, sparsity=0.75,
-    ...                     mask=ssam_jax.dynamic_mask(total_steps=100))
+    ...                     mask=ssam_jax.dynamic_mask(total_steps=100),
+    ...                     mask_update_every=10)
     >>> state = opt.init({'w': jnp.zeros(8)})
     >>> int(state.mask['w'].sum())
     2
@@ -306,18 +339,23 @@ def dynamic_mask(
   return MaskStrategy(init=init, reselect=reselect)
 
 
-def random_mask(seed: int = 0) -> MaskStrategy:
-  """A fixed random mask with the requested sparsity: the control baseline.
+def random_mask(seed: int = 0, resample: bool = False) -> MaskStrategy:
+  """A random mask with the requested sparsity: the control baseline.
 
   Tells whether the Fisher or dynamic choice of parameters beats chance.
-  The experiments call SSAM with this mask ``ssam-random``.
+  By default the mask is drawn once and never changes (the experiments call
+  SSAM with it ``ssam-random``). With ``resample=True`` it is drawn anew at
+  every refresh, from a PRNG key carried in the state: the random control on
+  SSAM-F's refresh schedule, at the cost of one selection per refresh.
 
   Args:
-    seed: seed of the mask.
+    seed: seed of the first mask and, with ``resample``, of the key.
+    resample: redraw the mask at every refresh.
 
   Returns:
-    A :class:`MaskStrategy` for :func:`ssam_jax.ssam` whose mask never
-    changes; its state is ``optax.EmptyState()``.
+    A :class:`MaskStrategy` for :func:`ssam_jax.ssam`. Its state is
+    ``optax.EmptyState()``, or a :class:`RandomMaskState` with
+    ``resample=True``.
 
   Examples:
     >>> import jax.numpy as jnp, optax, ssam_jax
@@ -327,9 +365,21 @@ def random_mask(seed: int = 0) -> MaskStrategy:
     5
   """
   validation.check_int("seed", seed)
+  validation.check_bool("resample", resample)
   random_initial_mask = _random_initial_mask(seed)
 
   def init(params, select):
-    return random_initial_mask(params, select), optax.EmptyState()
+    mask = random_initial_mask(params, select)
+    if not resample:
+      return mask, optax.EmptyState()
+    # A key apart from the first mask's, so the first redraw differs from it.
+    return mask, RandomMaskState(
+        key=jax.random.fold_in(jax.random.PRNGKey(seed), 1))
 
-  return MaskStrategy(init=init)
+  def reselect(mask, state, inputs, select):
+    del mask
+    key, draw_key = jax.random.split(state.key)
+    scores = uniform_scores(draw_key, inputs.params)
+    return select(scores, inputs.keep_fraction), RandomMaskState(key=key)
+
+  return MaskStrategy(init=init, reselect=reselect if resample else None)

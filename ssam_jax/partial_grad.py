@@ -8,12 +8,29 @@ on ``g`` of the perturbed tensors alone. Differentiating with respect to
 those tensors only lets JAX skip the weight gradients of all the others, and
 the backward pass below the lowest perturbed layer.
 
-Use it only with ``pattern="tensorwise"`` and ``normalize="masked"``: with
-other settings ``eps`` depends on the gradient of unperturbed entries, which
-this path replaces by zeros. For the same reason, do not combine it with
-``fisher_mask(accumulate=True)`` (the accumulator would sum those zeros);
-pass ``fisher_fn`` with ``fisher_mask()``, or use ``dynamic_mask`` or
-``random_mask``, whose refreshes run on the full-gradient steps.
+The optimizer checks that it may: pass the leaves you differentiated to
+``update`` as ``grads_wrt``, and :func:`ssam_jax.ssam` (or
+:func:`ssam_jax.sam`) raises a ``ValueError`` when its update would read a
+gradient left out, namely when
+
+* ``eps`` is normalised over every perturbable leaf (``normalize="full"``,
+  SAM, or a sparsity of 0) and ``grads_wrt`` leaves one out;
+* the base optimizer consumes the gradient at ``w`` (``rho`` or the
+  fraction kept a static 0) and ``grads_wrt`` leaves any leaf out;
+* the strategy accumulates statistics from every gradient
+  (``fisher_mask(accumulate=True)``);
+* the mask may be reselected in this update: the new mask may perturb
+  other tensors, and ``dynamic_mask`` ranks by the full gradient. So the
+  refresh schedule must be the caller's (``mask_update_every="manual"``)
+  and the update ``refresh=False``; on refresh steps take the full
+  gradient. ``fisher_mask()`` with ``fisher_fn``, ``dynamic_mask`` and
+  ``random_mask`` all work this way.
+
+What it cannot check is ``grads_wrt`` against the mask, which is traced:
+``grads_wrt`` must cover every tensor the current mask perturbs, as
+:func:`perturbed_tensors` read after the last refresh does. A tensor left
+out gets a zero ``eps``. With unstructured or N:M masks nearly every tensor
+is perturbed, so only ``"tensorwise"`` saves work.
 
 The set of perturbed tensors must be static (Python booleans) for that, so
 the training loop reads it from the optimizer state after each mask refresh
@@ -21,12 +38,17 @@ with :func:`perturbed_tensors` and passes it as a static argument: ``jax.jit``
 then compiles once per distinct set and reuses the cache. On refresh steps
 the new set is not yet known, so those steps take the full gradient::
 
-  @functools.partial(jax.jit, static_argnames="perturbed")
-  def train_step(params, state, batch, perturbed):
+  opt = ssam_jax.ssam(base, rho, sparsity, pattern="tensorwise",
+                      normalize="masked", mask=ssam_jax.dynamic_mask(T),
+                      mask_update_every="manual")
+
+  @functools.partial(jax.jit, static_argnames=("perturbed", "refresh"))
+  def train_step(params, state, batch, perturbed, refresh):
     grad = (jax.value_and_grad(loss_fn) if perturbed is None
             else ssam_jax.value_and_partial_grad(loss_fn, wrt=perturbed))
     loss, grads = grad(params, batch)
-    updates, state = opt.update(grads, state, params,
+    updates, state = opt.update(grads, state, params, refresh=refresh,
+                                grads_wrt=perturbed,
                                 grad_fn=lambda p: jax.grad(loss_fn)(p, batch))
     return optax.apply_updates(params, updates), state, loss
 
@@ -34,18 +56,20 @@ the new set is not yet known, so those steps take the full gradient::
   for step, batch in enumerate(batches):
     refresh = step % mask_update_every == 0
     params, state, loss = train_step(params, state, batch,
-                                     None if refresh else perturbed)
+                                     None if refresh else perturbed, refresh)
     if refresh:
       perturbed = ssam_jax.perturbed_tensors(state)   # one small device read
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from ssam_jax import leaf_filters
 
 PyTree = Any
 
@@ -127,3 +151,39 @@ def perturbed_tensors(state: optax.OptState) -> tuple[bool, ...]:
     raise ValueError("state holds no SSAM mask (no field named 'mask').")
   any_perturbed = jax.device_get([jnp.any(m) for m in jax.tree.leaves(mask)])
   return tuple(bool(np.asarray(a)) for a in any_perturbed)
+
+
+def check_grads_wrt(grads_wrt, params, *, required: Sequence[bool],
+                    why_required: str, forbidden: Optional[str]) -> None:
+  """Raises unless ``update`` may take a gradient of ``grads_wrt`` only.
+
+  Args:
+    grads_wrt: the ``grads_wrt`` keyword of ``update``: one static Python
+      bool per leaf of ``params``.
+    params: the parameters.
+    required: one bool per leaf: the leaves whose gradient the update reads
+      in full.
+    why_required: the reason, for the error message.
+    forbidden: None, or why no leaf may be left out in this update.
+  """
+  leaves = jax.tree.leaves(params)
+  if (not isinstance(grads_wrt, (tuple, list))
+      or not all(isinstance(w, bool) for w in grads_wrt)):
+    raise TypeError("grads_wrt must be a tuple of Python bools, one per leaf "
+                    "of params (e.g. from ssam_jax.perturbed_tensors); got "
+                    f"{grads_wrt!r}.")
+  if len(grads_wrt) != len(leaves):
+    raise ValueError(f"grads_wrt has {len(grads_wrt)} entries but params has "
+                     f"{len(leaves)} leaves.")
+  if all(grads_wrt):
+    return
+  if forbidden is not None:
+    raise ValueError(
+        f"grads_wrt leaves some leaves out, but {forbidden}: take the full "
+        "first gradient here (see ssam_jax.partial_grad).")
+  missing = [path for path, need, w in zip(
+      leaf_filters.leaf_paths(params), required, grads_wrt) if need and not w]
+  if missing:
+    raise ValueError(
+        f"grads_wrt leaves out {missing[0]!r}, whose gradient the update "
+        f"reads: {why_required} (see ssam_jax.partial_grad).")

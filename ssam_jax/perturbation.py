@@ -144,16 +144,24 @@ def call_grad_fn(grad_fn, perturbed_params: PyTree, grads: PyTree) -> PyTree:
 
 
 def sharpness_aware_gradient(ascent_grads, params, rho, grad_fn, perturbable,
-                             axis_name=None, **perturbation_options):
-  """``grad_fn(params + eps)``, averaged over ``axis_name`` if given.
+                             axis_name=None, *, steps: int = 1,
+                             local: bool = False, **perturbation_options):
+  """The gradient after ``steps`` ascent steps, averaged over ``axis_name``.
 
-  ``eps`` is built from ``ascent_grads``: the device-mean gradient, or the
-  local one for m-sharpness.
+  Each step moves the point by ``eps`` (of norm ``rho``), built from the
+  gradient at the point: first ``ascent_grads`` at ``params``, then
+  ``grad_fn`` at each new point. With ``local`` (m-sharpness) the ascent
+  follows each device's own gradient and only the last one is averaged;
+  otherwise every gradient is the device mean.
   """
-  eps = perturbation(ascent_grads, params, rho, perturbable,
-                     **perturbation_options)
-  return sharding.mean_over(axis_name, call_grad_fn(
-      grad_fn, add_perturbation(params, eps), ascent_grads))
+  point = params
+  for _ in range(steps):
+    eps = perturbation(ascent_grads, point, rho, perturbable,
+                       **perturbation_options)
+    point = add_perturbation(point, eps)
+    here = call_grad_fn(grad_fn, point, ascent_grads)
+    ascent_grads = here if local else sharding.mean_over(axis_name, here)
+  return sharding.mean_over(axis_name, here) if local else ascent_grads
 
 
 def current_rho(rho, count):

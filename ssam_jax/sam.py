@@ -17,7 +17,7 @@ class SAMState(NamedTuple):
   """State of the transformation returned by :func:`sam`.
 
   Attributes:
-    count: number of updates taken (int32), the step that a ``rho``
+    count: number of SAM steps taken (int32), the step that a ``rho``
       schedule is evaluated at.
     base_state: state of the base optimizer.
   """
@@ -34,6 +34,8 @@ def sam(
     perturbed_leaves: leaf_filters.LeafFilter = None,
     axis_name: Optional[Union[str, tuple]] = None,
     m_sharpness: bool = False,
+    sync_period: Optional[int] = None,
+    transparent: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Sharpness-Aware Minimization around any Optax optimizer.
 
@@ -41,9 +43,17 @@ def sam(
   ``w``, forms ``eps = rho * g / ||g||`` with the global L2 norm over all
   perturbable leaves, and feeds ``grad_fn(w + eps)`` to ``base_optimizer``.
   Both gradients are computed in one ``update`` call, so the transformation
-  chains like any other (unlike ``optax.contrib.sam``, it needs no
-  alternating adversarial steps). With ``adaptive_eta`` it is ASAM:
+  chains like any other. With ``adaptive_eta`` it is ASAM:
   ``eps = rho * T^2 g / ||T g||`` with ``T = |w| + adaptive_eta``.
+
+  ``sync_period > 2`` takes several ascent steps (as ``optax.contrib.sam``
+  does): ``sync_period - 1`` times, the point moves by ``eps`` built from
+  the gradient there, so the last point is up to
+  ``(sync_period - 1) * rho`` from ``w``, and the base optimizer gets the
+  gradient at it. ``grad_fn`` is called once per ascent step. For loops
+  that cannot pass ``grad_fn``, ``transparent=True`` spreads the step over
+  ``sync_period`` calls of ``update`` instead, as ``optax.contrib.sam``'s
+  default mode does (see :mod:`ssam_jax.transparent` for its caveats).
 
   Non-finite values: a zero or non-finite ``||g||``, or a non-finite
   ``rho`` (say, from a schedule), gives ``eps = 0``: the step is the base
@@ -81,13 +91,25 @@ def sam(
       Foret et al., Sec. 4.1, with m the per-device batch). Often generalises
       better than a global perturbation at large batch sizes; it changes the
       algorithm, so results depend on the number of devices.
+    sync_period: the number of ascent steps plus one, an int >= 2, named
+      as in ``optax.contrib.sam``; None (default) is 2, SAM. With
+      ``transparent``, the number of ``update`` calls per SAM step. It is
+      static: with ``optax.inject_hyperparams``, name it in ``static_args``.
+    transparent: False: one SAM step per ``update`` call, with ``grad_fn``.
+      True: no ``grad_fn``; the ascent and descent steps are separate calls
+      and the returned updates move the loop's parameters to the perturbed
+      point and back (see :mod:`ssam_jax.transparent`). The state is then a
+      :class:`ssam_jax.transparent.TransparentState`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
-    ``params`` (floating point where perturbed) and the keyword argument
-    ``grad_fn``, a function from params to the gradient of the loss at those
-    params (same batch); ``grads`` must have the leaves and shapes of
-    ``params``. Other keyword arguments are passed on to ``base_optimizer``.
+    ``params`` (floating point where perturbed) and, unless ``transparent``,
+    the keyword argument ``grad_fn``, a function from params to the gradient
+    of the loss at those params (same batch); ``grads`` must have the leaves
+    and shapes of ``params``. It takes ``grads_wrt``, the leaves ``grads``
+    was differentiated with respect to (see :mod:`ssam_jax.partial_grad`),
+    checked against the update's needs. Other keyword arguments are passed
+    on to ``base_optimizer``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, ssam_jax
@@ -112,6 +134,6 @@ def sam(
   """
   validation.check_rho(rho)
   options = _core.check_options(adaptive_eta, perturbed_leaves, axis_name,
-                                m_sharpness)
+                                m_sharpness, sync_period, transparent)
   return _core.sharpness_aware(base_optimizer, rho, options, None,
                                name="sam", state_type=SAMState)

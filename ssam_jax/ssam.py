@@ -10,6 +10,7 @@ from ssam_jax import leaf_filters
 from ssam_jax import masks
 from ssam_jax import patterns
 from ssam_jax import perturbation
+from ssam_jax import refresh
 from ssam_jax import validation
 
 PyTree = Any
@@ -19,13 +20,15 @@ class SSAMState(NamedTuple):
   """State of the transformation returned by :func:`ssam`.
 
   Attributes:
-    count: number of updates taken (int32). The mask is refreshed when
-      ``count % mask_update_every == 0`` (unless ``update`` gets ``refresh``).
+    count: number of SAM steps taken (int32). With an int
+      ``mask_update_every`` the mask is refreshed when
+      ``count % mask_update_every == 0``.
     mask: boolean pytree shaped like the params; True where the parameter is
       perturbed. Leaves that may not be perturbed are all False. Found by
       ``optax.tree.get(state, "mask")`` even inside a chain.
     mask_state: state of the mask strategy (Fisher statistics, PRNG key),
-      ``optax.EmptyState()`` when the mask cannot change.
+      as the strategy's ``init`` made it; it stays so while the mask is
+      unused (a sparsity of 0 or 1, or a static ``rho`` of 0).
     base_state: state of the base optimizer.
   """
 
@@ -62,20 +65,22 @@ def ssam(
     sparsity: Optional[float] = None,
     *,
     mask: Optional[masks.MaskStrategy] = None,
-    mask_update_every: int = 1,
+    mask_update_every: Union[int, str, None] = None,
     pattern: patterns.PatternLike = "unstructured",
     normalize: str = "full",
     adaptive_eta: Optional[float] = None,
     perturbed_leaves: leaf_filters.LeafFilter = None,
     axis_name: Optional[Union[str, tuple]] = None,
     m_sharpness: bool = False,
+    sync_period: Optional[int] = None,
+    transparent: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Sparse SAM: perturb only a masked subset of the parameters.
 
   Follows Algorithm 1 of Mi et al. On step 0 and every ``mask_update_every``
   steps the mask strategy reselects the boolean mask ``m`` (inside the
   jitted update, under ``jax.lax.cond``: no recompilation, and ``fisher_fn``
-  runs only on those steps). Then
+  runs only on those steps; see :mod:`ssam_jax.refresh`). Then
 
     eps = rho * (g / ||g||) * m,     gradient = grad_fn(w + eps)
 
@@ -87,8 +92,8 @@ def ssam(
   ``floor((1 - sparsity) * d)`` ones, ``d`` the number of perturbable
   parameters. ``sparsity=0`` reproduces :func:`ssam_jax.sam` exactly;
   ``sparsity=1`` reproduces the base optimizer exactly, as does ``rho=0``.
-  When these are Python numbers the mask is never reselected and the
-  strategy keeps no state; with ``sparsity=1`` or ``rho=0`` neither
+  While the mask is unused it is never reselected and the strategy's state
+  does not change; with a static ``sparsity=1`` or ``rho=0`` neither
   ``grad_fn`` nor ``fisher_fn`` is called.
   Non-finite values are handled as in :func:`ssam_jax.sam`.
 
@@ -104,9 +109,17 @@ def ssam(
       None: the fraction an ``"N:M"`` pattern implies, ``1 - N/M``, and 0.5
       for other patterns. With ``"N:M"`` a number must equal ``1 - N/M``.
     mask: the mask strategy: :func:`fisher_mask` (SSAM-F, the default),
-      :func:`dynamic_mask` (SSAM-D) or :func:`random_mask`.
-    mask_update_every: refresh interval ``T_m`` in steps (>= 1). The paper
+      :func:`dynamic_mask` (SSAM-D), :func:`random_mask`, or your own
+      :class:`MaskStrategy`.
+    mask_update_every: who refreshes the mask, and how often. An int
+      ``T_m >= 1``: the update refreshes it every ``T_m`` steps. The paper
       refreshes about once per epoch: pass the number of steps per epoch.
+      Each refresh costs what the strategy computes: :func:`fisher_mask`
+      calls ``fisher_fn``, ``num_samples`` per-example gradients, and with
+      ``T_m=1`` its step costs several SGD steps. ``"manual"``: the caller
+      passes ``refresh`` to every update. ``None`` (default): only for a mask
+      that is never reselected (:func:`random_mask` without ``resample``, or
+      a static sparsity of 0 or 1); otherwise a ``ValueError``.
     pattern: ``"unstructured"``, ``"tensorwise"`` or ``"N:M"`` such as
       ``"2:4"`` (see :mod:`ssam_jax.patterns`). With ``"N:M"``, the input
       axis (-2) of every perturbed kernel must be a multiple of ``M``
@@ -120,18 +133,29 @@ def ssam(
       the Fisher is averaged over it too.
     m_sharpness: per-device perturbations (see :func:`sam`); the mask stays
       global.
+    sync_period: the ascent steps plus one (see :func:`sam`); every ascent
+      step uses the same mask.
+    transparent: take one SAM step over ``sync_period`` calls, without
+      ``grad_fn`` (see :mod:`ssam_jax.transparent`); the mask is refreshed
+      on the first call of a SAM step.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Its ``update`` requires
-    ``params`` and ``grad_fn`` (see :func:`sam`), takes ``fisher_fn`` (on
-    refresh steps, required by :func:`fisher_mask`), and ``refresh``:
-    ``None`` (default) refreshes on the schedule above, under ``lax.cond``;
-    a Python bool decides statically instead (the schedule is then the
-    caller's, e.g. ``refresh=step % mask_update_every == 0`` counted on the
-    host, at the cost of two compilations). Pass it on CPU, where XLA runs
-    convolutions inside ``lax.cond`` slowly (see
-    :mod:`ssam_jax.workarounds`). Other keyword arguments go to
-    ``base_optimizer``.
+    ``params`` and ``grad_fn`` (see :func:`sam`), and takes
+
+    * ``fisher_fn``: on refresh steps, required by :func:`fisher_mask` (and
+      refused with ``accumulate=True``);
+    * ``refresh``: with ``mask_update_every="manual"`` only, and then on
+      every call: a Python bool, True on the updates that refresh the mask
+      (e.g. ``refresh=step % steps_per_epoch == 0`` counted on the host).
+      The refresh is then traced outside ``lax.cond``, at the cost of two
+      compilations: the fast option on CPU, where XLA runs convolutions
+      inside ``lax.cond`` slowly (see :mod:`ssam_jax.workarounds`);
+    * ``grads_wrt``: the leaves ``grads`` was differentiated with respect
+      to, for the tensor-wise fast path (see :mod:`ssam_jax.partial_grad`),
+      checked against the update's needs.
+
+    Other keyword arguments go to ``base_optimizer``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, ssam_jax
@@ -167,12 +191,17 @@ def ssam(
   pattern = patterns.resolve_pattern(pattern)
   validation.check_rho(rho)
   keep_fraction = _keep_fraction(sparsity, pattern)
-  validation.check_int("mask_update_every", mask_update_every, minimum=1,
-                       injectable=True)
   validation.check_choice("normalize", normalize, perturbation.NORMALIZATIONS)
   options = _core.check_options(adaptive_eta, perturbed_leaves, axis_name,
-                                m_sharpness)
+                                m_sharpness, sync_period, transparent)
   stage = _core.MaskStage(mask, pattern, keep_fraction, mask_update_every,
                           normalize)
+  refresh.check_mask_update_every(
+      mask_update_every, reselects=_core.make_plan(rho, stage).reselects,
+      injected=validation.is_injected(keep_fraction))
+  if transparent and isinstance(mask_update_every, str):
+    raise ValueError(
+        "mask_update_every='manual' needs refresh= on every update, which a "
+        "loop using transparent=True cannot pass: pass an int.")
   return _core.sharpness_aware(base_optimizer, rho, options, stage,
                                name="ssam", state_type=SSAMState)

@@ -24,11 +24,19 @@ def is_static(value, number) -> bool:
           and value == number)
 
 
+def _check_not_injected(name: str, value) -> None:
+  if is_injected(value):
+    raise TypeError(
+        f"{name} must be a Python number, fixed at construction; got an "
+        f"array. With optax.inject_hyperparams, name {name!r} in static_args.")
+
+
 def check_int(name: str, value, *, minimum: Optional[int] = None,
               injectable: bool = False) -> None:
   """An ``int`` (not a bool) >= ``minimum``."""
   if injectable and is_injected(value):
     return
+  _check_not_injected(name, value)
   if isinstance(value, bool) or not isinstance(value, int):
     raise TypeError(f"{name} must be an int, got {value!r}.")
   if minimum is not None and value < minimum:
@@ -40,6 +48,7 @@ def check_number(name: str, value, *, minimum: float = -math.inf,
   """A finite ``int`` or ``float`` (not a bool) in ``[minimum, maximum]``."""
   if injectable and is_injected(value):
     return
+  _check_not_injected(name, value)
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise TypeError(f"{name} must be a number, got {value!r}.")
   if not (math.isfinite(value) and minimum <= value <= maximum):

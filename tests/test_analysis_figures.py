@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from experiments.analysis import accuracy_vs_sparsity
-from experiments.analysis import common
 from experiments.analysis import convergence
+from experiments.analysis import demo
 from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
+from experiments.analysis import trained
 from experiments.analysis import training_curves
 import experiment_helpers as testing
 from experiments import train
@@ -35,7 +36,7 @@ def _check_outputs(paths):
 @pytest.mark.slow
 def test_gradient_ratio_demo(tmp_path):
   data = _check_outputs(gradient_ratio.main(DEMO + ["--out", str(tmp_path)]))
-  assert data["dataset"] == common.SYNTHETIC
+  assert data["dataset"] == demo.SYNTHETIC
   assert set(data["models"]) == {"sgd", "sam", "ssam-f (50%)"}
   for stats in data["models"].values():
     assert 0 <= stats["fraction_below_zero"] <= 1
@@ -109,20 +110,20 @@ def test_accuracy_vs_sparsity_uses_the_last_epoch(tmp_path, runs):
 
 
 def test_metrics_figures_with_demo_runs(tmp_path):
-  demo = DEMO + ["--demo-seeds", "1"]
-  data = _check_outputs(training_curves.main(demo + ["--out", str(tmp_path)]))
-  assert data["dataset"] == common.SYNTHETIC and len(data["groups"]) == 4
+  demo_args = DEMO + ["--demo-seeds", "1"]
+  data = _check_outputs(training_curves.main(demo_args + ["--out", str(tmp_path)]))
+  assert data["dataset"] == demo.SYNTHETIC and len(data["groups"]) == 4
   data = _check_outputs(accuracy_vs_sparsity.main(
-      demo + ["--demo-sparsities", "0.5", "--out", str(tmp_path)]))
+      demo_args + ["--demo-sparsities", "0.5", "--out", str(tmp_path)]))
   assert set(data["sparse"]) == {"ssam-f", "ssam-d"} and "sam" in data["dense"]
 
 
 @pytest.mark.slow
 def test_convergence_command(tmp_path):
   data = _check_outputs(convergence.main(
-      ["--num-steps", "300", "--num-seeds", "2", "--optimizers", "sam,ssam",
-       "--out", str(tmp_path)]))
-  assert set(data["curves"]) == {"sam", "ssam"}
+      ["--num-steps", "300", "--num-seeds", "2", "--optimizers",
+       "sam,ssam-f-accumulated", "--out", str(tmp_path)]))
+  assert set(data["curves"]) == {"sam", "ssam-f-accumulated"}
   for name, value in data["estimates"].items():
     assert 0 < value <= data["analytic_bounds"][name]
   assert data["theorem2_condition_rho0_le_G_eta0_over_2"]
@@ -139,7 +140,7 @@ def test_module_entry_point(tmp_path, runs):
 def test_figure_commands_read_training_program_checkpoints(tmp_path):
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(testing.tiny_config(optimizer="sam", num_epochs=1), workdir)
-  model = common.load_checkpoint(workdir, "sam", num_examples=64)
+  model = trained.load_checkpoint(workdir, "sam", num_examples=64)
   assert model.name == "sam" and model.dataset == "fashion_mnist"
   assert np.isfinite(float(model.loss_fn(model.params)))
   png, data = landscape.main(["--checkpoint", f"sam={workdir}", "--num-points", "3",
@@ -149,4 +150,4 @@ def test_figure_commands_read_training_program_checkpoints(tmp_path):
 
 def test_loading_a_directory_without_a_run_says_so(tmp_path):
   with pytest.raises(FileNotFoundError):
-    common.load_checkpoint(str(tmp_path), "sam")
+    trained.load_checkpoint(str(tmp_path), "sam")

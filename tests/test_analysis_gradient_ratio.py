@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+import numerics
 import ssam_jax
 from ssam_jax.analysis import gradient_ratio
 
@@ -41,7 +42,7 @@ def test_sam_gradient_is_the_one_ssam_jax_sam_feeds_its_base_optimizer():
   opt = ssam_jax.sam(optax.identity(), rho=RHO)
   updates, _ = opt.update(jax.grad(loss_fn)(P), opt.init(P), P,
                           grad_fn=jax.grad(loss_fn))
-  np.testing.assert_allclose(g_sam["w"], updates["w"], rtol=1e-6)
+  numerics.assert_trees_close(g_sam["w"], updates["w"])
 
 
 def test_zero_gradient_gives_zero_perturbation_and_all_excluded():

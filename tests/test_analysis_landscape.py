@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import numerics
 from ssam_jax.analysis import landscape
 
 
@@ -21,11 +22,11 @@ def test_filters_are_output_channels_with_the_weights_norms():
   d = landscape.random_direction(jax.random.key(1), params)
   conv_d, conv_w = np.asarray(d["conv"]["kernel"]), np.asarray(params["conv"]["kernel"])
   for o in range(4):  # a conv filter is the slice [..., o]
-    assert np.linalg.norm(conv_d[..., o]) == pytest.approx(
-        np.linalg.norm(conv_w[..., o]), rel=1e-5)
+    numerics.assert_trees_close(np.linalg.norm(conv_d[..., o]),
+                                np.linalg.norm(conv_w[..., o]))
   dense_d, dense_w = np.asarray(d["dense"]["kernel"]), np.asarray(params["dense"]["kernel"])
-  np.testing.assert_allclose(np.linalg.norm(dense_d, axis=0),
-                             np.linalg.norm(dense_w, axis=0), rtol=1e-5)
+  numerics.assert_trees_close(np.linalg.norm(dense_d, axis=0),
+                              np.linalg.norm(dense_w, axis=0))
   # The direction is not just the weights: it is random within each filter.
   assert not np.allclose(dense_d, dense_w) and not np.allclose(dense_d, -dense_w)
   for leaf in (d["bn"]["scale"], d["bn"]["bias"], d["dense"]["bias"]):
@@ -37,7 +38,7 @@ def test_filter_normalize_keeps_each_filters_direction_and_zero_filters():
   direction = {"kernel": jnp.array([[1.0, 2.0, 0.0], [1.0, 2.0, 0.0]])}
   out = np.asarray(landscape.filter_normalize(direction, weights)["kernel"])
   # Column 0 rescaled to norm 5; column 1: zero weights; column 2: zero direction.
-  np.testing.assert_allclose(out[:, 0], [5 / np.sqrt(2)] * 2, rtol=1e-6)
+  numerics.assert_trees_close(out[:, 0], np.full(2, 5 / np.sqrt(2)))
   np.testing.assert_array_equal(out[:, 1:], 0.0)
 
 
@@ -52,13 +53,13 @@ def test_surface_layout_and_values_match_direct_evaluation():
   surface = landscape.loss_surface(loss, params, None, num_points=7,
                                    chunk_size=10, directions=dirs)
   assert surface.loss.shape == (7, 7)
-  np.testing.assert_allclose(surface.x, np.linspace(-1, 1, 7), atol=1e-7)
+  numerics.assert_trees_close(surface.x, np.linspace(-1, 1, 7))
   for i, j in [(0, 0), (1, 5), (6, 2), (3, 3)]:
     point = jax.tree.map(lambda w, u, v: w + surface.x[j] * u + surface.y[i] * v,
                          params, *dirs)
-    assert float(surface.loss[i, j]) == pytest.approx(float(loss(point)),
-                                                      rel=1e-5)
-  assert float(surface.loss[3, 3]) == pytest.approx(float(loss(params)))
+    # Batched over points and chunked against one direct evaluation.
+    numerics.assert_trees_close(surface.loss[i, j], loss(point))
+  numerics.assert_trees_close(surface.loss[3, 3], loss(params))
 
 
 def test_random_directions_give_the_default_50_by_50_grid():

@@ -27,10 +27,10 @@ SGD = optax.sgd(0.1)
     (lambda: ssam_jax.ssam(SGD, 0.1, 0.5, mask="fisher"), TypeError, "mask"),
     (lambda: ssam_jax.sam(SGD, 0.1, perturbed_leaves={"a": 1}), TypeError, "perturbed_leaves"),
     (lambda: ssam_jax.leaves_matching(3), TypeError, "regex"),
-    (lambda: ssam_jax.dynamic_mask(drop_rate=2.0), ValueError, "drop_rate"),
+    (lambda: ssam_jax.dynamic_mask(10, drop_rate=2.0), ValueError, "drop_rate"),
     (lambda: ssam_jax.dynamic_mask(total_steps=0), ValueError, "total_steps"),
-    (lambda: ssam_jax.dynamic_mask(drop_criterion="hessian"), ValueError, "drop_criterion"),
-    (lambda: ssam_jax.dynamic_mask(growth_criterion="x"), ValueError, "growth_criterion"),
+    (lambda: ssam_jax.dynamic_mask(10, drop_criterion="hessian"), ValueError, "drop_criterion"),
+    (lambda: ssam_jax.dynamic_mask(10, growth_criterion="x"), ValueError, "growth_criterion"),
     (lambda: ssam_jax.random_mask(seed=1.5), TypeError, "seed"),
     (lambda: ssam_jax.empirical_fisher(example_loss, synthetic_batch(), 0), ValueError,
      "num_samples"),
@@ -46,14 +46,16 @@ def test_construction_errors_name_the_argument(make, error, name):
     make()
 
 
-@pytest.mark.parametrize("opt", [ssam_jax.sam(SGD, 0.1), ssam_jax.ssam(SGD, 0.1, 0.5)])
+@pytest.mark.parametrize("opt", [ssam_jax.sam(SGD, 0.1),
+                                 ssam_jax.ssam(SGD, 0.1, 0.5, mask_update_every=1)])
 def test_missing_grad_fn_is_named(opt):
   params, batch = init_params(), synthetic_batch()
   with pytest.raises(TypeError, match="grad_fn"):
     opt.update(jax.grad(loss)(params, batch), opt.init(params), params)
 
 
-@pytest.mark.parametrize("opt", [ssam_jax.sam(SGD, 0.1), ssam_jax.ssam(SGD, 0.1, 0.5)])
+@pytest.mark.parametrize("opt", [ssam_jax.sam(SGD, 0.1),
+                                 ssam_jax.ssam(SGD, 0.1, 0.5, mask_update_every=1)])
 def test_missing_params_is_named(opt):
   params, batch = init_params(), synthetic_batch()
   with pytest.raises(ValueError, match="params"):
@@ -74,7 +76,8 @@ def test_grad_fn_with_wrong_structure_is_named(opt):
 
 def test_fisher_mask_without_accumulator_needs_fisher_fn():
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.ssam(SGD, 0.1, 0.5, mask=ssam_jax.fisher_mask(accumulate=False))
+  opt = ssam_jax.ssam(SGD, 0.1, 0.5, mask=ssam_jax.fisher_mask(accumulate=False),
+                      mask_update_every=1)
   with pytest.raises(TypeError, match="fisher_fn"):
     opt.update(jax.grad(loss)(params, batch), opt.init(params), params,
                grad_fn=lambda p: jax.grad(loss)(p, batch))
@@ -82,7 +85,7 @@ def test_fisher_mask_without_accumulator_needs_fisher_fn():
 
 def test_fisher_fn_with_wrong_structure_is_named():
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.ssam(SGD, 0.1, 0.5)
+  opt = ssam_jax.ssam(SGD, 0.1, 0.5, mask_update_every=1)
   with pytest.raises(TypeError, match="fisher_fn"):
     opt.update(jax.grad(loss)(params, batch), opt.init(params), params,
                grad_fn=lambda p: jax.grad(loss)(p, batch), fisher_fn=lambda p: [jnp.ones(3)])
@@ -90,7 +93,7 @@ def test_fisher_fn_with_wrong_structure_is_named():
 
 def test_fisher_mask_by_default_needs_fisher_fn_and_says_how_to_pass_it():
   params, batch = init_params(), synthetic_batch()
-  opt = ssam_jax.ssam(SGD, 0.1, 0.5, mask=ssam_jax.fisher_mask())
+  opt = ssam_jax.ssam(SGD, 0.1, 0.5, mask=ssam_jax.fisher_mask(), mask_update_every=1)
   with pytest.raises(TypeError, match=r"fisher_fn=ssam_jax\.empirical_fisher\(.*accumulate=True"):
     opt.update(jax.grad(loss)(params, batch), opt.init(params), params,
                grad_fn=lambda p: jax.grad(loss)(p, batch))
@@ -103,7 +106,7 @@ def test_fisher_mask_by_default_needs_fisher_fn_and_says_how_to_pass_it():
     (lambda: ssam_jax.ssam(SGD, 0.1, "half"), TypeError, "sparsity"),
     (lambda: ssam_jax.ssam(SGD, 0.1, 0.5, pattern="1:4"), ValueError, "sparsity=0.75 or None"),
     (lambda: ssam_jax.fisher_mask(accumulate=1), TypeError, "accumulate"),
-    (lambda: ssam_jax.dynamic_mask(drop_rate="x"), TypeError, "drop_rate"),
+    (lambda: ssam_jax.dynamic_mask(10, drop_rate="x"), TypeError, "drop_rate"),
     (lambda: ssam_jax.empirical_fisher(example_loss, synthetic_batch(), 4, unroll="x"),
      TypeError, "unroll"),
 ])
@@ -155,6 +158,7 @@ def test_n_out_of_m_kernel_that_cannot_hold_the_pattern_is_refused(shape):
                                          lambda p: jax.tree.map(lambda _: False, p)])
 def test_leaf_filter_matching_nothing_is_refused(leaf_filter):
   for opt in (ssam_jax.sam(SGD, 0.1, perturbed_leaves=leaf_filter),
-              ssam_jax.ssam(SGD, 0.1, 0.5, perturbed_leaves=leaf_filter)):
+              ssam_jax.ssam(SGD, 0.1, 0.5, perturbed_leaves=leaf_filter,
+                            mask_update_every=1)):
     with pytest.raises(ValueError, match="perturbed_leaves selects none of the 4 leaves"):
       opt.init(init_params())

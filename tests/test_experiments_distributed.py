@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import experiment_helpers as testing
+import numerics
 
 TIMEOUT_S = 420
 RUN = dict(optimizer="ssam-f", num_epochs=1, eval_batch_size=100)  # 64, 100: split 4 ways
@@ -97,21 +98,24 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
   assert mask_one and all(m.dtype == np.bool_ for m in mask_one)
   for a, b in zip(mask_two, mask_one):
     np.testing.assert_array_equal(a, b)
-  for a, b in zip(jax.tree.leaves(state_two), jax.tree.leaves(state_one)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Gloo sums the two processes' gradients in another order than one process
+  # sums its two devices': equal to rounding, step after step.
+  numerics.assert_trees_close(state_two, state_one, eps_multiple=256)
 
   metrics_two, metrics_one = _metrics(two), _metrics(one)
   assert len(metrics_two) == len(metrics_one) == 1
   for name in ("train_loss", "test_loss", "test_accuracy", "mask_density"):
-    np.testing.assert_allclose(metrics_two[0][name], metrics_one[0][name],
-                               rtol=1e-5, err_msg=name)
+    numerics.assert_trees_close(metrics_two[0][name], metrics_one[0][name],
+                                eps_multiple=256, what=name)
 
   _, state_single = testing.final_checkpoint(single_device)
   for a, b in zip(jax.tree.leaves(state_single["opt_state"]["mask"]), mask_one):
     np.testing.assert_array_equal(a, b)
-  for a, b in zip(jax.tree.leaves(state_single["params"]),
-                  jax.tree.leaves(state_one["params"])):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
+  # One device reduces the whole batch in one tree, two devices in two halves
+  # then across: every step of the run rounds differently, and training
+  # amplifies it, hence the wide bound.
+  numerics.assert_trees_close(state_single["params"], state_one["params"],
+                              eps_multiple=8192)
 
 
 def test_joining_a_job_needs_all_explicit_settings():

@@ -24,6 +24,7 @@ from experiments import models
 from experiments import train
 from experiments import workdir_guard
 import experiment_helpers as testing
+import numerics
 
 # 8 steps per epoch; with 2 checkpoints kept, steps 12 and 16 remain.
 RUN = dict(optimizer="sam", num_epochs=2, checkpoint_every_steps=4)
@@ -235,7 +236,7 @@ def test_skip_nonfinite_steps_skips_a_nan_perturbed_gradient(tmp_path,
                   jax.tree.leaves(initial["params"])):
     # Eager and jitted initialisation differ in the last bit; one step of
     # SGD at learning rate 0.2 would move them by far more.
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    numerics.assert_trees_close(a, b)
 
 
 @testing.requires_fashion_mnist

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import statistics_report
 from experiments import sweep
+from experiments import sweep_arms
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,17 +44,18 @@ def fake_results(tmp_path, monkeypatch):
   """An overfit regime with a finished rho grid and three seeds of three arms."""
   monkeypatch.setattr(sweep, "RESULTS", tmp_path)
   rows = []
+  sam, sgd, ssam = sweep_arms.SAM, sweep_arms.SGD, sweep_arms.SSAM_F_HALF
   for i, rho in enumerate(sweep.RHO_GRID):  # validation peaks at rho = 0.05
     validation = 0.88 - abs(i - 2) * 0.01
-    rows.append(_row("overfit", "sam", sweep.overrides_of("overfit", "sam", rho),
+    rows.append(_row("overfit", "sam", sweep.overrides_of("overfit", sam, rho),
                      0, 0.5, validation))
     rows.append(_row("overfit", "ssam-f s=0.5",
-                     sweep.overrides_of("overfit", "ssam-f s=0.5", rho), 0, 0.5, 0.8))
+                     sweep.overrides_of("overfit", ssam, rho), 0, 0.5, 0.8))
   for seed in (1, 2):
-    rows.append(_row("overfit", "sam", sweep.overrides_of("overfit", "sam", 0.05),
+    rows.append(_row("overfit", "sam", sweep.overrides_of("overfit", sam, 0.05),
                      seed, 0.882 + seed / 1000, 0.88))
-  for seed in sweep.SEEDS:
-    rows.append(_row("overfit", "sgd", sweep.overrides_of("overfit", "sgd", 0.05),
+  for seed in (0, 1, 2):
+    rows.append(_row("overfit", "sgd", sweep.overrides_of("overfit", sgd, 0.05),
                      seed, 0.876 + seed / 1000, 0.87))
   (tmp_path / "overfit_runs.jsonl").write_text(
       "".join(json.dumps(r) + "\n" for r in rows))
@@ -71,16 +73,19 @@ def test_rho_is_chosen_on_validation_accuracy(fake_results):
 
 def test_arms_jobs_skip_nothing_but_share_the_grid_run(fake_results):
   del fake_results
-  jobs = sweep.jobs("overfit", "arms", only=["sam", "sgd", "ssam-d s=0.9"])
-  assert {(arm, seed) for arm, _, seed in jobs} == {
-      (arm, seed) for arm in ("sam", "sgd") for seed in sweep.HEADLINE_SEEDS} | {
-          ("ssam-d s=0.9", seed) for seed in sweep.SEEDS}
-  # Every arm has all of SEEDS before the headline arms get their extra seeds.
-  first_extra = next(i for i, (_, _, seed) in enumerate(jobs) if seed not in sweep.SEEDS)
-  assert all(seed not in sweep.SEEDS for _, _, seed in jobs[first_extra:])
-  sam_seed0 = next(o for arm, o, seed in jobs if arm == "sam" and seed == 0)
-  assert sam_seed0 == sweep.overrides_of("overfit", "sam", 0.05)
-  assert sweep.overrides_of("overfit", "sgd", 0.05) == {"optimizer": "sgd"}
+  only = [sweep_arms.arm(label) for label in ("sam", "sgd", "ssam-d s=0.9")]
+  jobs = sweep.jobs("overfit", "arms", only=only)
+  plan = sweep.REGIMES["overfit"]
+  assert len(plan.headline_seeds) > len(plan.seeds)
+  assert {(arm.label, seed) for arm, _, seed in jobs} == {
+      (arm, seed) for arm in ("sam", "sgd") for seed in plan.headline_seeds} | {
+          ("ssam-d s=0.9", seed) for seed in plan.seeds}
+  # Every arm has all the regime's seeds before the headline arms get more.
+  first_extra = next(i for i, (_, _, seed) in enumerate(jobs) if seed not in plan.seeds)
+  assert all(seed not in plan.seeds for _, _, seed in jobs[first_extra:])
+  sam_seed0 = next(o for arm, o, seed in jobs if arm == sweep_arms.SAM and seed == 0)
+  assert sam_seed0 == sweep.overrides_of("overfit", sweep_arms.SAM, 0.05)
+  assert sweep.overrides_of("overfit", sweep_arms.SGD, 0.05) == {"optimizer": "sgd"}
 
 
 def test_unfinished_rho_grid_refuses_the_arms(tmp_path, monkeypatch):
@@ -104,9 +109,9 @@ def test_summary_has_the_documented_shape(fake_results):
 
 def test_overrides_double_the_regime_values():
   config = sweep.regime_config("overfit")
-  longer = sweep.overrides_of("overfit", "sgd 2x epochs", 0.1)
+  longer = sweep.overrides_of("overfit", sweep_arms.arm("sgd 2x epochs"), 0.1)
   assert longer == {"optimizer": "sgd", "num_epochs": 2 * config.num_epochs}
-  ablation = sweep.overrides_of("overfit", "sam 2x weight decay", 0.1)
+  ablation = sweep.overrides_of("overfit", sweep_arms.arm("sam 2x weight decay"), 0.1)
   assert ablation["weight_decay_sam"] == 2 * config.weight_decay_sam
   assert config.weight_decay_sam == config.weight_decay_sgd  # no confound
 
@@ -115,3 +120,75 @@ def test_results_page_is_generated_from_the_committed_files():
   result = subprocess.run([sys.executable, "docs/generate_results.py", "--check"],
                           cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _committed_rows():
+  for path in sorted((REPO / "experiments" / "results").glob("*.jsonl")):
+    for line in path.read_text().splitlines():
+      if line:
+        yield path.name, json.loads(line)
+
+
+def test_every_committed_label_resolves_to_an_arm_with_its_overrides():
+  """The records' labels map to arms (LEGACY_ARMS for the legacy sweep's),
+  and each arm sets the config values its committed runs were made with."""
+  configs = {regime: sweep.regime_config(regime) for regime in sweep.REGIMES}
+  legacy_names = {old: new for old, new in sweep_arms.LEGACY_OPTIMIZER_NAMES.items()}
+  checked = set()
+  for name, row in _committed_rows():
+    label = row.get("arm") or row["setting"]
+    arm = sweep_arms.arm(label)
+    regime = row.get("regime", "augmented")
+    recorded = dict(row["overrides"])
+    recorded["optimizer"] = legacy_names.get(recorded["optimizer"],
+                                             recorded["optimizer"])
+    recorded.pop("rho", None)
+    assert arm.overrides(configs[regime]) == recorded, (name, label)
+    checked.add(label)
+  assert set(sweep_arms.LEGACY_ARMS) <= checked  # no stale legacy entry
+  assert {arm.label for arm in sweep_arms.ARMS} <= checked
+
+
+def test_labels_are_derived_as_the_committed_summaries_spell_them():
+  labels = [arm.label for arm in sweep_arms.ARMS]
+  assert len(set(labels)) == len(labels)
+  for regime in ("overfit", "label_noise"):
+    summary = json.loads(sweep.summary_file(regime).read_text())
+    assert list(summary["arms"]) == labels
+    assert f"rho_selection_{sweep.RHO_SSAM_ARM.label}" in summary
+  assert sweep_arms.arm("random s=0.5") == sweep_arms.Arm("ssam-random", 0.5)
+  assert sweep.exported_model("overfit", sweep_arms.SSAM_F_HALF).name == (
+      "ssam-f_s0.5_seed0.msgpack")
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(optimizer="sgd", sparsity=0.5), "sparsity"),
+    (dict(optimizer="ssam-d"), "sparsity"),
+    (dict(optimizer="adam"), "adam"),
+    (dict(optimizer="sam", doubled="rho"), "doubled"),
+    (dict(optimizer="sam", leaves="first block"), "leaves"),
+])
+def test_arms_reject_what_they_cannot_run(fields, message):
+  with pytest.raises(ValueError, match=message):
+    sweep_arms.Arm(**fields)
+
+
+def test_unknown_labels_name_the_arms():
+  with pytest.raises(KeyError, match="ssam-f s=0.5"):
+    sweep_arms.arm("ssam-f s=0.7")
+
+
+def test_figure_runs_name_each_run_by_its_arm(fake_results):
+  del fake_results
+  specs = sweep.figure_runs("overfit")
+  assert [spec.split("=")[0] for spec in specs] == (
+      ["sam"] * 3 + ["ssam-f@0.5"] + ["sgd"] * 3)
+  assert specs[0].split("=", 1)[1] == str(sweep.workdir(
+      "overfit", sweep.overrides_of("overfit", sweep_arms.SAM, 0.05), 0))
+
+
+def test_figure_runs_of_the_legacy_sweep_use_todays_names():
+  names = [spec.split("=")[0] for spec in sweep.figure_runs("augmented")]
+  assert names.count("ssam-random@0.5") == 3
+  assert names.count("ssam-f-tensorwise@0.5") == 3
+  assert not any("noise" in name or " " in name for name in names)

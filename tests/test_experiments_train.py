@@ -11,8 +11,10 @@ import pytest
 
 import ssam_jax
 from experiments import models
+from experiments import optimizer_table
 from experiments import optimizers
 import experiment_helpers as testing
+import numerics
 from experiments import steps
 from experiments import train
 from experiments.configs import cifar10
@@ -39,24 +41,26 @@ def test_configs_follow_the_paper():
 def test_weight_decay_depends_on_the_optimizer():
   config = cifar10.get_config()
   config.optimizer = "sgd"
-  assert optimizers.weight_decay(config) == 5e-4
+  assert optimizers.hyperparams(config, steps_per_epoch=10).weight_decay == 5e-4
   config.optimizer = "ssam-d"
-  assert optimizers.weight_decay(config) == 1e-3
+  assert optimizers.hyperparams(config, steps_per_epoch=10).weight_decay == 1e-3
 
 
 def _synthetic_setup(**overrides):
   config = testing.tiny_config(**overrides)
   model = models.create_model("small_cnn", 10, width=4)
-  optimizer = optimizers.create_optimizer(config, steps_per_epoch=10)
-  state = train.create_train_state(0, model, optimizer, (28, 28, 1))
+  built = optimizers.create_optimizer(config, steps_per_epoch=10)
+  state = train.create_train_state(0, model, built.optimizer, (28, 28, 1))
   key_images, key_labels = jax.random.split(jax.random.PRNGKey(3))
   synthetic_batch = {
       "image": jax.random.normal(key_images, (16, 28, 28, 1)),
       "label": jax.random.randint(key_labels, (16,), 0, 10)}
   step_fn = steps.make_train_step(
-      steps.flax_loss_fns(model), optimizer,
-      num_fisher_samples=8 if optimizers.uses_fisher(config) else 0)
-  step = jax.jit(functools.partial(train.train_step, step_fn=step_fn))
+      steps.flax_loss_fns(model), built.optimizer,
+      num_fisher_samples=built.num_fisher_samples(8))
+  plan = steps.RefreshPlan(built.host_refresh_every)
+  step = jax.jit(functools.partial(train.train_step, step_fn=step_fn,
+                                   **plan.step_kwargs(0)))
   return model, state, synthetic_batch, step
 
 
@@ -83,10 +87,8 @@ def test_batch_stats_come_from_the_unperturbed_pass_only():
   unperturbed_stats = _batch_stats_after_forward(model, state, state.params,
                                                  batch)
   perturbed_stats = _batch_stats_after_forward(model, state, perturbed, batch)
-  close = lambda a, b: all(jax.tree.leaves(jax.tree.map(
-      functools.partial(np.allclose, rtol=1e-5, atol=0), a, b)))
-  assert close(new_stats, unperturbed_stats)
-  assert not close(new_stats, perturbed_stats)
+  numerics.assert_trees_close(new_stats, unperturbed_stats)
+  numerics.assert_differ(new_stats, perturbed_stats)
 
 
 def test_two_four_pattern_reaches_the_mask():
@@ -103,7 +105,7 @@ def test_two_four_pattern_reaches_the_mask():
 @testing.requires_fashion_mnist
 @pytest.mark.parametrize("optimizer", [  # ssam-f on every run, the others with -m slow
     o if o == "ssam-f" else pytest.param(o, marks=pytest.mark.slow)
-    for o in optimizers.OPTIMIZERS])
+    for o in optimizer_table.OPTIMIZERS])
 def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
   config = testing.tiny_config(optimizer=optimizer)
   final = train.train_and_evaluate(config, str(tmp_path))
@@ -113,8 +115,10 @@ def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
   assert records[-1]["train_loss"] < records[0]["train_loss"]
   assert final["test_loss"] < np.log(10)  # better than chance
   assert final["test_accuracy"] > 0.2  # chance is 0.1
-  if optimizer not in ("sgd", "sam"):
+  if optimizer_table.get(optimizer).has_mask:
     assert records[-1]["mask_density"] == pytest.approx(0.5, abs=0.01)
+  else:
+    assert "mask_density" not in records[-1]
 
 
 @pytest.mark.slow
@@ -136,7 +140,8 @@ def test_fast_path_trains_like_the_general_path(tmp_path):
   for a, b in zip(jax.tree.leaves(fast["opt_state"]["mask"]), masks):
     np.testing.assert_array_equal(a, b)
   for a, b in zip(jax.tree.leaves(fast["params"]), jax.tree.leaves(general["params"])):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    # Sixteen steps of training amplify the rounding of the partial gradient.
+    numerics.assert_trees_close(a, b, eps_multiple=1024)
 
 
 @testing.requires_fashion_mnist
@@ -171,4 +176,5 @@ def test_fast_path_takes_full_gradients_exactly_on_refresh_steps(tmp_path):
 ])
 def test_fast_path_rejects_configs_it_would_change(overrides, message):
   with pytest.raises(ValueError, match=message):
-    optimizers.check_fast_path(testing.tiny_config(fast_path=True, **overrides))
+    optimizers.create_optimizer(testing.tiny_config(fast_path=True, **overrides),
+                                steps_per_epoch=10)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+import numerics
 import ssam_jax
 
 WIDTHS = (32, 64, 64, 64, 10)
@@ -35,15 +36,15 @@ def batch_for(step, size=64):
 
 def make_optimizer(mask):
   return ssam_jax.ssam(optax.sgd(0.05, momentum=0.9), rho=0.1, sparsity=0.6, mask=mask,
-                       pattern="tensorwise", normalize="masked", mask_update_every=3)
+                       pattern="tensorwise", normalize="masked", mask_update_every="manual")
 
 
-@functools.partial(jax.jit, static_argnames=("opt", "active"))
-def train_step(params, state, batch, opt, active):
+@functools.partial(jax.jit, static_argnames=("opt", "active", "refresh"))
+def train_step(params, state, batch, opt, active, refresh):
   grad = (jax.value_and_grad(mlp_loss) if active is None
           else ssam_jax.value_and_partial_grad(mlp_loss, active))
   loss, grads = grad(params, batch)
-  updates, state = opt.update(grads, state, params,
+  updates, state = opt.update(grads, state, params, refresh=refresh, grads_wrt=active,
                               grad_fn=lambda p: jax.grad(mlp_loss)(p, batch))
   return optax.apply_updates(params, updates), state
 
@@ -59,13 +60,15 @@ def test_fast_path_matches_general_path_over_refreshes(mask):
   for step in range(10):
     batch = batch_for(step)
     refresh = step % 3 == 0
-    general, general_state = train_step(general, general_state, batch, opt, None)
-    fast, fast_state = train_step(fast, fast_state, batch, opt, None if refresh else active)
+    general, general_state = train_step(general, general_state, batch, opt, None, refresh)
+    fast, fast_state = train_step(fast, fast_state, batch, opt, None if refresh else active,
+                                  refresh)
     if refresh:
       active = ssam_jax.perturbed_tensors(fast_state)
       seen_sets.add(active)
       assert 0 < sum(active) < len(active)
-  chex.assert_trees_all_close(fast, general, rtol=1e-5, atol=1e-6)
+  # Ten steps apart from rounding: the partial gradient's graph differs.
+  numerics.assert_trees_close(fast, general, eps_multiple=256)
   chex.assert_trees_all_equal(fast_state.mask, general_state.mask)
 
 
@@ -74,9 +77,12 @@ def test_partial_gradient_equals_full_gradient_on_active_leaves():
   active = (False, False, True, False, False, False, True, True)
   value, partial = ssam_jax.value_and_partial_grad(mlp_loss, active)(params, batch)
   full_value, full = jax.value_and_grad(mlp_loss)(params, batch)
-  assert float(value) == pytest.approx(float(full_value))
+  numerics.assert_trees_close(value, full_value)
   for use, p, f in zip(active, jax.tree.leaves(partial), jax.tree.leaves(full)):
-    chex.assert_trees_all_close(p, f if use else jnp.zeros_like(f), rtol=1e-6, atol=1e-7)
+    if use:
+      numerics.assert_trees_close(p, f)
+    else:
+      chex.assert_trees_all_equal(p, jnp.zeros_like(f))
 
 
 def flops(fn, *args):

@@ -14,5 +14,6 @@ and writing a PNG plus the numbers behind it as JSON into ``--out``:
 
 ``python -m experiments.analysis --demo --out DIR`` runs them all on the
 synthetic demo. The computations live in :mod:`ssam_jax.analysis`; the model
-interface and the demo in :mod:`experiments.analysis.common`.
+interface in :mod:`experiments.analysis.trained`, the demo in
+:mod:`experiments.analysis.demo`.
 """

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import demo
+from experiments.analysis import output
 from experiments.analysis import runs as runs_lib
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 
 def compute(runs: Sequence[runs_lib.Run], key: str = "test_accuracy") -> dict:
@@ -65,7 +66,7 @@ def plot(results: dict, path: str, title: str) -> str:
   axis.set_ylabel(results["metric"].replace("_", " "))
   axis.legend(fontsize=8)
   axis.set_title(title)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
 def make_figure(runs: Sequence[runs_lib.Run], out_dir: str, dataset: str = ""
@@ -75,7 +76,7 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str, dataset: str = ""
   title = "Accuracy vs. sparsity" + (f" ({dataset})" if dataset else "")
   png = plot(results, os.path.join(out_dir, "fig3_accuracy_vs_sparsity.png"),
              title)
-  return png, common.write_json(
+  return png, output.write_json(
       os.path.join(out_dir, "fig3_accuracy_vs_sparsity.json"),
       {"figure": "Fig. 3 accuracy vs sparsity", "dataset": dataset,
        "std": "sample std over seeds (ddof 1)", **results})
@@ -97,12 +98,12 @@ def main(argv=None) -> tuple[str, str]:
   args = parser.parse_args(argv)
   specs, dataset = args.run, args.dataset
   if args.demo:
-    specs = common.write_demo_runs(
-        os.path.join(args.out, "demo_runs"), optimizers=("sam", "ssam-f",
-                                                         "ssam-d"),
+    specs = demo.write_demo_runs(
+        os.path.join(args.out, "demo_runs"),
+        optimizer_names=("sam", "ssam-f", "ssam-d"),
         sparsities=tuple(float(s) for s in args.demo_sparsities.split(",")),
         seeds=tuple(range(args.demo_seeds)), num_epochs=args.demo_epochs)
-    dataset = common.SYNTHETIC
+    dataset = demo.SYNTHETIC
   paths = make_figure([runs_lib.parse_run(s) for s in specs], args.out, dataset)
   print("\n".join(paths))
   return paths

@@ -4,9 +4,10 @@
   python -m experiments.analysis.convergence --num-steps 10000 --num-seeds 8 \\
       --eta0 1.0 --rho0 0.2 --sparsity 0.5 --out figures/
 
-Runs SGD, SAM and SSAM-F (``eta_t = eta0/sqrt(t)``, ``rho_t = rho0/sqrt(t)``)
+Runs SGD, SAM and SSAM-F on accumulated squared gradients
+(``ssam-f-accumulated``; ``eta_t = eta0/sqrt(t)``, ``rho_t = rho0/sqrt(t)``)
 on the synthetic robust-regression problem of
-:mod:`ssam_jax.analysis.convergence`, which satisfies Assumptions 1-3, and
+:mod:`experiments.convergence.problem`, which satisfies Assumptions 1-3, and
 plots the running average ``(1/T) sum_t E||grad f(w_t)||^2`` (mean over
 seeds) with its fitted envelope ``C log T / sqrt(T)``. The JSON also holds
 the analytic and estimated ``G``, ``sigma^2``, ``L`` and the theorems'
@@ -21,16 +22,20 @@ import sys
 import jax
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import demo
+from experiments.analysis import output
 from experiments.convergence import problem as regression
+from experiments.configs import common as configs_common
 from experiments.convergence import rates
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
+
+SPARSITY = configs_common.get_base_config().sparsity  # the configs' default
 
 
 def compute(problem: regression.Problem, key, num_steps: int, num_seeds: int,
             eta0: float, rho0: float, sparsity: float, t_min: int = 10,
-            optimizers=("sgd", "sam", "ssam"), num_plot_points: int = 400
+            optimizers=rates.DEFAULT_OPTIMIZERS, num_plot_points: int = 400
             ) -> dict:
   """Curves, fits and constants; curves subsampled at log-spaced ``T``."""
   k_run, k_g, k_var, k_l = jax.random.split(key, 4)
@@ -77,13 +82,13 @@ def plot(results: dict, path: str, title: str) -> str:
   axis.set_ylabel(r"$(1/T)\,\sum_{t<T}\, E\|\nabla f(w_t)\|^2$")
   axis.legend(fontsize=7)
   axis.set_title(title, fontsize=10)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
 def make_figure(out_dir: str, seed: int = 0, num_steps: int = 10_000,
                 num_seeds: int = 8, eta0: float = 1.0, rho0: float = 0.2,
-                sparsity: float = 0.5, num_examples: int = 512, dim: int = 10,
-                batch_size: int = 8, optimizers=("sgd", "sam", "ssam")
+                sparsity: float = SPARSITY, num_examples: int = 512, dim: int = 10,
+                batch_size: int = 8, optimizers=rates.DEFAULT_OPTIMIZERS
                 ) -> tuple[str, str]:
   """Writes ``convergence.{png,json}``; returns the paths."""
   k_problem, k_run = jax.random.split(jax.random.key(seed))
@@ -95,9 +100,9 @@ def make_figure(out_dir: str, seed: int = 0, num_steps: int = 10_000,
            f"$\\rho_t={rho0:g}/\\sqrt{{t}}$, {num_seeds} seeds, "
            f"SSAM sparsity {sparsity:g}")
   png = plot(results, os.path.join(out_dir, "convergence.png"), title)
-  return png, common.write_json(
+  return png, output.write_json(
       os.path.join(out_dir, "convergence.json"),
-      {"figure": "Theorems 1-2 convergence", "dataset": common.SYNTHETIC,
+      {"figure": "Theorems 1-2 convergence", "dataset": demo.SYNTHETIC,
        **results})
 
 
@@ -110,12 +115,13 @@ def main(argv=None) -> tuple[str, str]:
   parser.add_argument("--num-seeds", type=int, default=8)
   parser.add_argument("--eta0", type=float, default=1.0)
   parser.add_argument("--rho0", type=float, default=0.2)
-  parser.add_argument("--sparsity", type=float, default=0.5)
+  parser.add_argument("--sparsity", type=float, default=SPARSITY)
   parser.add_argument("--num-examples", type=int, default=512)
   parser.add_argument("--dim", type=int, default=10)
   parser.add_argument("--batch-size", type=int, default=8)
-  parser.add_argument("--optimizers", default="sgd,sam,ssam",
-                      help="comma-separated subset of sgd,sam,ssam")
+  parser.add_argument("--optimizers", default=",".join(rates.DEFAULT_OPTIMIZERS),
+                      help="comma-separated names of experiments.optimizer_table"
+                      " that need no fisher_fn")
   args = parser.parse_args(argv)
   paths = make_figure(args.out, args.seed, args.num_steps, args.num_seeds,
                       args.eta0, args.rho0, args.sparsity, args.num_examples,

@@ -25,13 +25,15 @@ import sys
 
 from experiments import statistics_report
 from experiments import sweep
+from experiments import sweep_arms
 from experiments.analysis import accuracy_vs_sparsity
-from experiments.analysis import common
 from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
+from experiments.analysis import output
+from experiments.analysis import trained
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 FIGURES = pathlib.Path("experiments/results/figures")
 MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
@@ -39,22 +41,25 @@ MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
 
 
 def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> dict:
-  """Fig. 3's input, in the format of ``accuracy_vs_sparsity.plot``."""
+  """Fig. 3's input, in the format of ``accuracy_vs_sparsity.plot``, from the
+  statistics of each arm by label: the plain arms of ``sweep_arms.ARMS``, a
+  mask's at each sparsity and SAM's and SGD's as references."""
   sparse, dense = {}, {}
-  for arm, entry in arms.items():
-    optimizer, _, rest = arm.partition(" ")
-    stats = {**entry[metric], "arm": arm}
-    if optimizer in MASKS and rest.startswith("s="):
-      sparse.setdefault(MASKS[optimizer], []).append(
-          {"sparsity": float(rest[2:]), **stats})
-    elif arm in ("sam", "sgd"):
-      dense[arm.upper()] = stats
+  for arm in sweep_arms.ARMS:
+    if arm.label not in arms or not arm.plain:
+      continue
+    stats = {**arms[arm.label][metric], "arm": arm.label}
+    if arm.optimizer in MASKS:
+      sparse.setdefault(MASKS[arm.optimizer], []).append(
+          {"sparsity": arm.sparsity, **stats})
+    elif arm.optimizer in ("sam", "sgd"):
+      dense[arm.optimizer.upper()] = stats
   for points in sparse.values():
     points.sort(key=lambda p: p["sparsity"])
   return {"metric": metric, "sparse": sparse, "dense": dense}
 
 
-# One colour per optimizer family (an arm's first word), as in Fig. 3.
+# One colour per optimizer family (an arm's optimizer), as in Fig. 3.
 FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "tab:green",
                  "sam": "black", "sgd": "dimgray"}
 
@@ -64,13 +69,14 @@ def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
   for point in points:
     axis.errorbar(point["cost"], point["mean"], yerr=point["std"], marker="o",
                   capsize=3, linestyle="none",
-                  color=FAMILY_COLORS.get(point["arm"].split()[0], "tab:purple"))
+                  color=FAMILY_COLORS.get(sweep_arms.arm(point["arm"]).optimizer,
+                                          "tab:purple"))
     axis.annotate(point["arm"], (point["cost"], point["mean"]), fontsize=6,
                   xytext=(4, 2), textcoords="offset points")
   axis.set_xlabel("training cost (x SGD's, measured on the machine of the runs)")
   axis.set_ylabel("test accuracy (%)")
   axis.set_title(title)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
 def make_figures(regime: str) -> list[str]:
@@ -81,7 +87,7 @@ def make_figures(regime: str) -> list[str]:
   results = accuracy_vs_sparsity_results(arms)
   paths = [accuracy_vs_sparsity.plot(
       results, str(out / "fig3_accuracy_vs_sparsity.png"), title)]
-  paths.append(common.write_json(
+  paths.append(output.write_json(
       str(out / "fig3_accuracy_vs_sparsity.json"),
       {"figure": "Fig. 3 accuracy vs sparsity", "regime": regime,
        "source": str(sweep.results_file(regime)),
@@ -89,13 +95,13 @@ def make_figures(regime: str) -> list[str]:
   cost_file = sweep.cost_file(regime)
   if cost_file.exists():
     costs = json.loads(cost_file.read_text())["arms"]
-    points = [{"arm": arm, "cost": sweep.training_cost(regime, arm,
-                                                        costs[arm]["ratio_to_sgd"]),
+    points = [{"arm": label, "cost": sweep.training_cost(
+        regime, sweep_arms.arm(label), costs[label]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
-              for arm, entry in arms.items() if arm in costs]
+              for label, entry in arms.items() if label in costs]
     paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),
                                        title))
-    paths.append(common.write_json(str(out / "accuracy_vs_cost.json"), {
+    paths.append(output.write_json(str(out / "accuracy_vs_cost.json"), {
         "regime": regime, "cost_source": str(cost_file),
         "accuracy_source": str(sweep.results_file(regime)), "points": points}))
   return paths
@@ -111,12 +117,12 @@ LANCZOS_STEPS = 20
 def model_figures(regime: str) -> list[str]:
   """Figs. 1, 4 and 5 of the regime's exported seed-0 models, loaded once."""
   models = []
-  for arm in sweep.EXPORTED_ARMS:
+  for arm in sweep_arms.EXPORTED_ARMS:
     path = sweep.exported_model(regime, arm)
     if not path.exists():
       raise FileNotFoundError(f"{path} is missing; run `python -m experiments.sweep "
                               f"export --regime {regime}` first.")
-    models.append(common.load_checkpoint(str(path), arm.split()[0]))
+    models.append(trained.load_checkpoint(str(path), arm.optimizer))
   out = str(FIGURES / regime)
   return [*gradient_ratio.make_figure(models, out, sweep.selected_rho(regime)),
           *landscape.make_figure(models, out, num_points=LANDSCAPE_POINTS,

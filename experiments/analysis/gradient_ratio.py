@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import cli
+from experiments.analysis import output
+from experiments.analysis import trained
 from ssam_jax.analysis import gradient_ratio
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 BIN_EDGES = np.linspace(-12.0, 6.0, 73)
 
@@ -39,31 +41,31 @@ def plot(results: dict, path: str, title: str) -> str:
   axis.set_ylabel("fraction of parameters")
   axis.set_title(title)
   axis.legend(fontsize=8)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
-def make_figure(models: Sequence[common.TrainedModel], out_dir: str,
+def make_figure(models: Sequence[trained.TrainedModel], out_dir: str,
                 rho: float = 0.1) -> tuple[str, str]:
   """Writes ``fig1_gradient_ratio.{png,json}`` for ``models``; returns the paths."""
   results = {m.name: compute(m.loss_fn, m.params, rho) for m in models}
-  title = f"Gradient ratio r, rho={rho:g} ({common.dataset_title(models)})"
+  title = f"Gradient ratio r, rho={rho:g} ({trained.dataset_title(models)})"
   png = plot(results, os.path.join(out_dir, "fig1_gradient_ratio.png"), title)
   data = {"figure": "Fig. 1 gradient ratio", "rho": rho,
-          "dataset": common.dataset_title(models),
+          "dataset": trained.dataset_title(models),
           "note": "r uses the natural log; parameters with g_SGD == 0 are "
                   "excluded (num_excluded); values outside the edges are "
                   "clipped into the end bins.",
           "models": results}
-  return png, common.write_json(
+  return png, output.write_json(
       os.path.join(out_dir, "fig1_gradient_ratio.json"), data)
 
 
 def main(argv=None) -> tuple[str, str]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_model_arguments(parser)
+  cli.add_model_arguments(parser)
   parser.add_argument("--rho", type=float, default=0.1, help="SAM radius")
   args = parser.parse_args(argv)
-  paths = make_figure(common.models_from_args(args), args.out, args.rho)
+  paths = make_figure(cli.models_from_args(args), args.out, args.rho)
   print("\n".join(paths))
   return paths
 

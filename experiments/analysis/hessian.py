@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import cli
+from experiments.analysis import output
+from experiments.analysis import trained
 from ssam_jax.analysis import hessian
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 
 def compute(loss_fn, params, key, num_steps: int = 90, num_probes: int = 1,
@@ -47,34 +49,34 @@ def plot(results: dict, path: str, title: str) -> str:
   right.set_xticks(np.arange(1, max(r["k"] for r in results.values()) + 1))
   right.legend(fontsize=8)
   figure.suptitle(title)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
-def make_figure(models: Sequence[common.TrainedModel], out_dir: str,
+def make_figure(models: Sequence[trained.TrainedModel], out_dir: str,
                 seed: int = 0, num_steps: int = 90, num_probes: int = 1
                 ) -> tuple[str, str]:
   """Writes ``fig5_hessian.{png,json}`` for ``models``; returns the paths."""
   key = jax.random.key(seed)
   results = {m.name: compute(m.loss_fn, m.params, key, num_steps, num_probes)
              for m in models}
-  title = f"Hessian spectrum of the training loss ({common.dataset_title(models)})"
+  title = f"Hessian spectrum of the training loss ({trained.dataset_title(models)})"
   png = plot(results, os.path.join(out_dir, "fig5_hessian.png"), title)
   data = {"figure": "Fig. 5 Hessian spectrum", "seed": seed,
-          "dataset": common.dataset_title(models), "lanczos_steps": num_steps,
+          "dataset": trained.dataset_title(models), "lanczos_steps": num_steps,
           "num_probes": num_probes, "models": results}
-  return png, common.write_json(os.path.join(out_dir, "fig5_hessian.json"),
+  return png, output.write_json(os.path.join(out_dir, "fig5_hessian.json"),
                                 data)
 
 
 def main(argv=None) -> tuple[str, str]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_model_arguments(parser)
+  cli.add_model_arguments(parser)
   parser.add_argument("--lanczos-steps", type=int, default=90,
                       help="Lanczos iterations (capped at the parameter count)")
   parser.add_argument("--num-probes", type=int, default=1,
                       help="random probes averaged in the density")
   args = parser.parse_args(argv)
-  paths = make_figure(common.models_from_args(args), args.out, args.seed,
+  paths = make_figure(cli.models_from_args(args), args.out, args.seed,
                       args.lanczos_steps, args.num_probes)
   print("\n".join(paths))
   return paths

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import cli
+from experiments.analysis import output
+from experiments.analysis import trained
 from ssam_jax.analysis import landscape
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 
 def compute(loss_fn, params, key, num_points: int = 50,
@@ -52,10 +54,10 @@ def plot(results: dict, path: str, title: str) -> str:
     axis3d.set_zlim(low, high)
     axis3d.set_zlabel("train loss", fontsize=8)
   figure.suptitle(title)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
-def make_figure(models: Sequence[common.TrainedModel], out_dir: str,
+def make_figure(models: Sequence[trained.TrainedModel], out_dir: str,
                 seed: int = 0, num_points: int = 50, chunk_size: int = 50
                 ) -> tuple[str, str]:
   """Writes ``fig4_landscape.{png,json}`` for ``models``; returns the paths.
@@ -66,27 +68,27 @@ def make_figure(models: Sequence[common.TrainedModel], out_dir: str,
   key = jax.random.key(seed)
   results = {m.name: compute(m.loss_fn, m.params, key, num_points,
                              chunk_size=chunk_size) for m in models}
-  title = (f"Training loss landscape ({common.dataset_title(models)}), "
+  title = (f"Training loss landscape ({trained.dataset_title(models)}), "
            f"{num_points}x{num_points} grid")
   png = plot(results, os.path.join(out_dir, "fig4_landscape.png"), title)
   data = {"figure": "Fig. 4 loss landscape", "seed": seed,
-          "dataset": common.dataset_title(models),
+          "dataset": trained.dataset_title(models),
           "directions": "Gaussian, filter-normalised per output channel "
                         "(last axis); 1-D leaves zeroed (Li et al. 2018)",
           "loss_layout": "loss[i][j] at (x[j], y[i])", "models": results}
-  return png, common.write_json(os.path.join(out_dir, "fig4_landscape.json"),
+  return png, output.write_json(os.path.join(out_dir, "fig4_landscape.json"),
                                 data)
 
 
 def main(argv=None) -> tuple[str, str]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_model_arguments(parser)
+  cli.add_model_arguments(parser)
   parser.add_argument("--num-points", type=int, default=50,
                       help="grid points per axis (50 in the paper)")
   parser.add_argument("--chunk-size", type=int, default=50,
                       help="grid points evaluated at once under vmap")
   args = parser.parse_args(argv)
-  paths = make_figure(common.models_from_args(args), args.out, args.seed,
+  paths = make_figure(cli.models_from_args(args), args.out, args.seed,
                       args.num_points, args.chunk_size)
   print("\n".join(paths))
   return paths

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from experiments import optimizer_table
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -68,7 +70,8 @@ def parse_run(spec: str) -> Run:
     sparsity = round(1.0 - float(records[-1]["mask_density"]), 4)
   else:
     sparsity = None
-  if optimizer in ("sgd", "sam"):
+  if optimizer in optimizer_table.OPTIMIZERS and not optimizer_table.get(
+      optimizer).has_mask:
     sparsity = None
   return Run(optimizer, sparsity, path, records)
 

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.analysis import common
+from experiments.analysis import demo
+from experiments.analysis import output
 from experiments.analysis import runs as runs_lib
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by common)
+import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
 PANELS = (("train_loss", "training loss"), ("test_accuracy", "test accuracy"))
 
@@ -55,7 +56,7 @@ def plot(results: dict, path: str, title: str) -> str:
     axis.set_ylabel(label)
     axis.legend(fontsize=8)
   figure.suptitle(title)
-  return common.save_figure(figure, path)
+  return output.save_figure(figure, path)
 
 
 def make_figure(runs: Sequence[runs_lib.Run], out_dir: str,
@@ -65,7 +66,7 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str,
   title = "Training curves, mean +- std over seeds" + (
       f" ({dataset})" if dataset else "")
   png = plot(results, os.path.join(out_dir, "fig2_training_curves.png"), title)
-  return png, common.write_json(
+  return png, output.write_json(
       os.path.join(out_dir, "fig2_training_curves.json"),
       {"figure": "Fig. 2 training curves", "dataset": dataset,
        "std": "sample std over seeds (ddof 1)", "groups": results})
@@ -86,10 +87,10 @@ def main(argv=None) -> tuple[str, str]:
   args = parser.parse_args(argv)
   specs, dataset = args.run, args.dataset
   if args.demo:
-    specs = common.write_demo_runs(
-        os.path.join(args.out, "demo_runs"), sparsities=(common.DEMO_SPARSITY,),
+    specs = demo.write_demo_runs(
+        os.path.join(args.out, "demo_runs"), sparsities=(demo.DEMO_SPARSITY,),
         seeds=tuple(range(args.demo_seeds)), num_epochs=args.demo_epochs)
-    dataset = common.SYNTHETIC
+    dataset = demo.SYNTHETIC
   paths = make_figure([runs_lib.parse_run(s) for s in specs], args.out, dataset)
   print("\n".join(paths))
   return paths

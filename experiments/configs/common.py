@@ -24,6 +24,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # true class), chosen deterministically from `seed`.
   config.label_noise = 0.0
   config.shuffle_buffer = 50_000
+  # "tf.data" (experiments.input_pipeline: tfds, or Fashion-MNIST's IDX files)
+  # or "arrays" (experiments.array_pipeline: Fashion-MNIST's IDX files in
+  # memory, without TensorFlow; the same examples, split and label noise,
+  # another shuffle order).
+  config.data_pipeline = "tf.data"
   config.augment = ml_collections.ConfigDict()
   config.augment.crop_padding = 4       # random crop after zero padding; 0 disables
   config.augment.random_flip = True     # horizontal flip with probability 1/2
@@ -34,7 +39,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model_width = 0  # only used by the small CNN (0 = its default)
 
   # Optimisation (paper Sec. 5.1).
-  config.optimizer = "ssam-f"  # sgd | sam | ssam-f | ssam-d | ssam-random
+  # A name of experiments/optimizer_table.py: sgd | sam | optax-sam | ssam-f |
+  # ssam-f-accumulated | ssam-d | ssam-random.
+  config.optimizer = "ssam-f"
   config.batch_size = 128
   config.eval_batch_size = 1000
   # The test set is evaluated at every N-th epoch and the last; the validation
@@ -43,8 +50,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.num_epochs = 200
   config.learning_rate = 0.05  # peak of the cosine schedule
   config.momentum = 0.9
-  config.weight_decay_sgd = 5e-4  # used when optimizer == "sgd"
-  config.weight_decay_sam = 1e-3  # used by sam and every ssam-*
+  config.weight_decay_sgd = 5e-4  # used by sgd
+  config.weight_decay_sam = 1e-3  # used by every optimizer that perturbs
   config.rho = 0.1
   # Sparse SAM. The paper does not state T_m or N_F; its code sweeps
   # update_freq in {1, 5} epochs and num_samples in {128, 1024}.

@@ -16,12 +16,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import ssam_jax
+from experiments import optimizer_table
+from experiments import optimizers as optimizer_defaults
 from experiments.convergence.problem import Constants
 from experiments.convergence.problem import Problem
 from experiments.convergence.problem import full_gradient
 from experiments.convergence.problem import loss
 from experiments.convergence.problem import minibatch_gradient
+
+
+# SGD, SAM and SSAM-F on the Fisher the loop can give: accumulated squared
+# minibatch gradients.
+DEFAULT_OPTIMIZERS = ("sgd", "sam", "ssam-f-accumulated")
 
 
 def inverse_sqrt_schedule(value0: float) -> optax.Schedule:
@@ -33,35 +39,40 @@ def inverse_sqrt_schedule(value0: float) -> optax.Schedule:
   return lambda count: value0 / jnp.sqrt(jnp.asarray(count, jnp.float32) + 1)
 
 
-def make_optimizer(name: str, eta0: float, rho0: float, sparsity: float = 0.5,
-                   mask: ssam_jax.MaskStrategy | None = None,
-                   mask_update_every: int = 10
+def make_optimizer(name: str, eta0: float, rho0: float,
+                   sparsity: float | None = None, mask_update_every: int = 10,
+                   total_steps: int = 10_000
                    ) -> optax.GradientTransformationExtraArgs:
-  """``"sgd"``, ``"sam"`` or ``"ssam"`` on ``optax.sgd`` with the theorems' schedules.
+  """An optimizer of ``experiments.optimizer_table`` with the theorems' schedules.
+
+  Plain SGD steps (no momentum, no weight decay) on ``eta_t``; the other
+  values are the configs' defaults.
 
   Args:
-    name: which optimizer.
+    name: a name in the optimizer table whose step needs no ``fisher_fn``
+      (the loop passes only ``grad_fn``): ``"sgd"``, ``"sam"``,
+      ``"ssam-f-accumulated"`` (SSAM-F with the accumulated squared
+      gradients standing in for the Fisher), ``"ssam-d"``, ...
     eta0: ``eta_0`` of ``eta_t = eta_0 / sqrt(t)``.
     rho0: ``rho_0`` of ``rho_t = rho_0 / sqrt(t)``.
-    sparsity: SSAM's sparsity.
-    mask: SSAM's mask strategy (default: :func:`ssam_jax.fisher_mask`, with
-      the accumulated squared gradients standing in for the Fisher).
+    sparsity: SSAM's sparsity; ``None``: the configs' default.
     mask_update_every: SSAM's mask refresh interval.
+    total_steps: the length of SSAM-D's drop-rate decay.
 
   Returns:
     An optimizer whose ``update`` takes ``grad_fn``.
   """
-  base = optax.sgd(inverse_sqrt_schedule(eta0))
-  if name == "sgd":
-    return optax.with_extra_args_support(base)
-  if name == "sam":
-    return ssam_jax.sam(base, rho=inverse_sqrt_schedule(rho0))
-  if name == "ssam":
-    return ssam_jax.ssam(base, rho=inverse_sqrt_schedule(rho0),
-                         sparsity=sparsity,
-                         mask=mask or ssam_jax.fisher_mask(accumulate=True),
-                         mask_update_every=mask_update_every)
-  raise ValueError(f"Unknown optimizer {name!r}; expected sgd, sam or ssam.")
+  overrides = {} if sparsity is None else {"sparsity": sparsity}
+  built = optimizer_table.build(name, optimizer_defaults.default_hyperparams(
+      name, total_steps=total_steps, mask_update_every=mask_update_every,
+      learning_rate=inverse_sqrt_schedule(eta0),
+      rho=inverse_sqrt_schedule(rho0), momentum=None, weight_decay=0.0,
+      **overrides))
+  if built.entry.uses_fisher_fn:
+    raise ValueError(f"optimizer={name!r} needs a fisher_fn, which the "
+                     "convergence study does not pass; use "
+                     "'ssam-f-accumulated'.")
+  return built.optimizer
 
 
 def squared_gradient_norms(problem: Problem, optimizer, w0: jax.Array,
@@ -189,8 +200,8 @@ class ConvergenceCurve(NamedTuple):
 
 def convergence_curves(problem: Problem, key: jax.Array, num_steps: int = 10_000,
                        num_seeds: int = 8, eta0: float = 1.0, rho0: float = 0.2,
-                       optimizers: Sequence[str] = ("sgd", "sam", "ssam"),
-                       sparsity: float = 0.5, t_min: int = 10,
+                       optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
+                       sparsity: float | None = None, t_min: int = 10,
                        w0: jax.Array | None = None
                        ) -> dict[str, ConvergenceCurve]:
   """Runs each optimizer ``num_seeds`` times and fits its rate.
@@ -213,7 +224,7 @@ def convergence_curves(problem: Problem, key: jax.Array, num_steps: int = 10_000
     eta0: ``eta_0``.
     rho0: ``rho_0`` (Theorem 2 assumes ``rho_0 <= G eta_0 / 2``).
     optimizers: names for :func:`make_optimizer`.
-    sparsity: SSAM's sparsity.
+    sparsity: SSAM's sparsity; ``None``: the configs' default.
     t_min: first ``T`` of the fit.
     w0: the common starting point (default: the origin).
 
@@ -225,7 +236,8 @@ def convergence_curves(problem: Problem, key: jax.Array, num_steps: int = 10_000
   seed_keys = jnp.stack([jax.random.fold_in(key, s) for s in range(num_seeds)])
   curves = {}
   for name in optimizers:
-    optimizer = make_optimizer(name, eta0, rho0, sparsity)
+    optimizer = make_optimizer(name, eta0, rho0, sparsity,
+                               total_steps=num_steps)
     run = jax.jit(jax.vmap(functools.partial(
         squared_gradient_norms, problem, optimizer, w0, num_steps=num_steps)))
     squared_norms, finals = run(seed_keys)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+import numerics
 from experiments import tiny_mlp
 import ssam_jax
 
@@ -17,12 +18,12 @@ def _data_parallel(name, axis_type=None):
   mesh = jax.make_mesh((NUM_DEVICES,), ("data",),
                        axis_types=(axis_type or AxisType.Auto,))
   replicated = NamedSharding(mesh, P())
-  opt = common.make_optimizer(name)
+  built = common.make_optimizer(name)
   params = jax.device_put(tiny_mlp.init_params(), replicated)
   batch = jax.device_put(common.global_batch(), NamedSharding(mesh, P("data")))
   assert len(batch["x"].sharding.device_set) == NUM_DEVICES
-  step = jax.jit(common.train_step(opt, name, common.BATCH))
-  params, state = common.run_steps(step, params, opt.init(params), batch)
+  step = jax.jit(common.train_step(built, common.BATCH))
+  params, state = common.run_steps(step, params, built.optimizer.init(params), batch)
   for leaf in jax.tree.leaves(params):
     assert leaf.sharding.is_fully_replicated, leaf.sharding
   common.assert_matches_reference(params, state, name)
@@ -35,17 +36,17 @@ def data_parallel_sam():
 
 @case
 def data_parallel_ssam_fisher():
-  _data_parallel("ssam_f")
+  _data_parallel("ssam-f")
 
 
 @case
 def data_parallel_ssam_dynamic():
-  _data_parallel("ssam_d")
+  _data_parallel("ssam-d")
 
 
 @case
 def data_parallel_explicit_ssam_fisher():
-  _data_parallel("ssam_f", AxisType.Explicit)
+  _data_parallel("ssam-f", AxisType.Explicit)
 
 
 def _conv_example_loss(params, example):
@@ -81,5 +82,4 @@ def data_parallel_conv_fisher_under_mesh():
         _conv_example_loss, b, num_samples, chunk_size=num_samples)(p))(
             params, sharded)
   for name in params:
-    np.testing.assert_allclose(fisher[name], expected[name], rtol=1e-4,
-                               atol=1e-7, err_msg=name)
+    numerics.assert_trees_close(fisher[name], expected[name], what=name)

@@ -59,43 +59,49 @@ def assert_sharded_like_params(state_part, params, what):
 
 def _fsdp(name, axis_type):
   mesh = _fsdp_mesh(axis_type)
-  opt = common.make_optimizer(name)
+  built = common.make_optimizer(name)
   with jax.set_mesh(mesh):
     params = _shard_params(tiny_mlp.init_params(), mesh)
     batch = jax.device_put(common.global_batch(), NamedSharding(mesh, P("data")))
-    state = opt.init(params)
-    if name != "sam":
+    state = built.optimizer.init(params)
+    if built.entry.has_mask:
       assert_sharded_like_params(state.mask, params, "initial mask")
-    if name == "ssam_f":
+    if name == "ssam-f-accumulated":
       assert_sharded_like_params(state.mask_state.squared_grad_sum, params,
                                  "Fisher sums")
     types = jax.tree.map(jax.typeof, (params, state))
     shardings = jax.tree.map(lambda x: x.sharding, (params, state))
     step = jax.jit(common.train_step(
-        opt, name, common.BATCH, _gathered(mesh, tiny_mlp.loss),
+        built, common.BATCH, _gathered(mesh, tiny_mlp.loss),
         _gathered(mesh, tiny_mlp.example_loss)))
     params, state = common.run_steps(step, params, state, batch)
     assert jax.tree.map(jax.typeof, (params, state)) == types
     for x, s in zip(jax.tree.leaves((params, state)), jax.tree.leaves(shardings)):
       assert x.sharding.is_equivalent_to(s, x.ndim), (x.sharding, s)
-    if name != "sam":
+    if built.entry.has_mask:
       assert_sharded_like_params(state.mask, params, "refreshed mask")
   common.assert_matches_reference(params, state, name)
 
 
 @case
 def fsdp_explicit_ssam_fisher():
-  _fsdp("ssam_f", AxisType.Explicit)
+  _fsdp("ssam-f", AxisType.Explicit)
 
 
 @case
 def fsdp_explicit_ssam_dynamic():
-  _fsdp("ssam_d", AxisType.Explicit)
+  _fsdp("ssam-d", AxisType.Explicit)
 
 
 @case
 def fsdp_auto_ssam_fisher():
-  _fsdp("ssam_f", AxisType.Auto)
+  _fsdp("ssam-f", AxisType.Auto)
+
+
+@case
+def fsdp_auto_ssam_fisher_accumulated():
+  """The accumulated squared gradients stay sharded like the params."""
+  _fsdp("ssam-f-accumulated", AxisType.Auto)
 
 
 _COLLECTIVE = re.compile(r"\b(all-gather|all-reduce|all-to-all|"
@@ -125,7 +131,8 @@ def _fsdp_update_collectives(strategy, axis_type):
   params = {"a": jax.random.normal(keys[0], (64, 32)),
             "b": jax.random.normal(keys[1], (32, 64))}
   specs = {"a": P("fsdp", None), "b": P(None, "fsdp")}
-  opt = ssam_jax.ssam(optax.adam(0.1), rho=0.05, sparsity=0.5, mask=strategy)
+  opt = ssam_jax.ssam(optax.adam(0.1), rho=0.05, sparsity=0.5, mask=strategy,
+                      mask_update_every=1)
 
   def loss(p, batch=None):  # the batch plays no part
     del batch

@@ -1,0 +1,139 @@
+"""The arms of the evidence sweeps (``experiments.sweep``), as records.
+
+An :class:`Arm` is an optimizer of ``experiments.optimizer_table`` and the
+config values it changes. Its display label, the key of the results files,
+summaries and pages (``"ssam-f s=0.5"``, ``"sgd 2x epochs"``), and its config
+overrides are both derived from the record; no code reads a label back.
+Labels from the results files are looked up in :func:`arm`, which also maps
+the labels of the legacy sweep explicitly (``LEGACY_ARMS``).
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+from experiments import optimizer_table
+
+# Config values of the tensor-wise arms: the fast path needs all three.
+TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
+# Named groups of leaves an arm may confine the perturbation to (regexes on
+# the small CNN's "Module_0/kernel" paths).
+LEAF_GROUPS = {"last block": "^(Conv_2|BatchNorm_2|Dense_0)/"}
+# Config keys an arm may double, with the words of its label.
+DOUBLED = {"num_epochs": "epochs", "weight_decay_sam": "weight decay"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One arm of a sweep.
+
+  Attributes:
+    optimizer: a name in ``experiments.optimizer_table``.
+    sparsity: the sparsity of an optimizer with a mask, else ``None``.
+    tensorwise: the tensor-wise pattern with masked normalisation and the
+      fast path (``TENSORWISE``).
+    leaves: a key of ``LEAF_GROUPS`` the perturbation is confined to.
+    doubled: a key of ``DOUBLED``: the arm runs twice the regime's value.
+    label_noise: the label noise of the legacy sweep's noisy rows; later
+      sweeps give noise a regime of its own.
+  """
+
+  optimizer: str
+  sparsity: Optional[float] = None
+  tensorwise: bool = False
+  leaves: Optional[str] = None
+  doubled: Optional[str] = None
+  label_noise: Optional[float] = None
+
+  def __post_init__(self):
+    has_mask = optimizer_table.get(self.optimizer).has_mask
+    if has_mask != (self.sparsity is not None):
+      raise ValueError(f"Arm {self.optimizer!r}: sparsity={self.sparsity!r} "
+                       "must be given exactly for an optimizer with a mask.")
+    if self.leaves is not None and self.leaves not in LEAF_GROUPS:
+      raise ValueError(f"Arm leaves={self.leaves!r}: expected one of "
+                       f"{', '.join(LEAF_GROUPS)}.")
+    if self.doubled is not None and self.doubled not in DOUBLED:
+      raise ValueError(f"Arm doubled={self.doubled!r}: expected one of "
+                       f"{', '.join(DOUBLED)}.")
+
+  @property
+  def label(self) -> str:
+    """``[noiseN ]optimizer[ tensorwise][ s=S][ leaves][ 2x what]``."""
+    words = [] if self.label_noise is None else [f"noise{self.label_noise:g}"]
+    words.append(self.optimizer)
+    if self.tensorwise:
+      words.append("tensorwise")
+    if self.sparsity is not None:
+      words.append(f"s={self.sparsity:g}")
+    if self.leaves is not None:
+      words.append(self.leaves)
+    if self.doubled is not None:
+      words.append(f"2x {DOUBLED[self.doubled]}")
+    return " ".join(words)
+
+  @property
+  def plain(self) -> bool:
+    """Only an optimizer and its sparsity: a point of the sparsity axis, or
+    a dense reference."""
+    return self == Arm(self.optimizer, self.sparsity)
+
+  def overrides(self, config) -> dict[str, Any]:
+    """The config values this arm sets (``config``: the regime's, for the
+    values it doubles)."""
+    values: dict[str, Any] = {"optimizer": self.optimizer}
+    if self.label_noise is not None:
+      values["label_noise"] = self.label_noise
+    if self.sparsity is not None:
+      values["sparsity"] = self.sparsity
+    if self.tensorwise:
+      values.update(TENSORWISE)
+    if self.leaves is not None:
+      values["perturbed_leaves"] = LEAF_GROUPS[self.leaves]
+    if self.doubled is not None:
+      values[self.doubled] = 2 * config[self.doubled]
+    return values
+
+
+SGD, SAM = Arm("sgd"), Arm("sam")
+SSAM_F_HALF = Arm("ssam-f", 0.5)
+MASKS = ("ssam-f", "ssam-d", "ssam-random")
+# Arms in priority order.
+ARMS = (
+    SAM, SSAM_F_HALF, SGD, Arm("ssam-d", 0.5), Arm("ssam-random", 0.5),
+    *(Arm(mask, sparsity) for sparsity in (0.9, 0.99) for mask in MASKS),
+    Arm("sgd", doubled="num_epochs"),
+    Arm("ssam-f", 0.9, tensorwise=True),
+    Arm("ssam-f", 0.9, tensorwise=True, leaves="last block"),
+    Arm("sam", doubled="weight_decay_sam"),
+)
+# The arms that answer the main question, trained at every seed before the rest.
+CORE_ARMS = (SAM, SGD, SSAM_F_HALF, Arm("ssam-d", 0.5), Arm("ssam-random", 0.5))
+# The headline comparison, trained at more seeds.
+HEADLINE_ARMS = (SGD, SAM, SSAM_F_HALF)
+# The arms whose seed-0 models the analyses (Figs. 1, 4, 5) read.
+EXPORTED_ARMS = (SGD, SAM, SSAM_F_HALF, Arm("ssam-d", 0.5))
+
+# Labels of the legacy sweep (experiments/results/fashion_mnist_sweep.jsonl)
+# that no arm of ARMS has. Its "random" optimizer is today's "ssam-random",
+# so those labels map to arms labelled differently today.
+LEGACY_ARMS = {
+    "random s=0.5": Arm("ssam-random", 0.5),
+    "random s=0.9": Arm("ssam-random", 0.9),
+    **{legacy.label: legacy for legacy in (
+        Arm("ssam-f", 0.5, tensorwise=True),
+        *(dataclasses.replace(noisy, label_noise=0.4)
+          for noisy in (SGD, SAM, SSAM_F_HALF, Arm("ssam-d", 0.5))))},
+}
+# Optimizer names of the legacy records, by today's name.
+LEGACY_OPTIMIZER_NAMES = {"random": "ssam-random"}
+
+
+def arm(label: str) -> Arm:
+  """The arm with display label ``label``, of ``ARMS`` or ``LEGACY_ARMS``."""
+  for candidate in ARMS:
+    if candidate.label == label:
+      return candidate
+  if label in LEGACY_ARMS:
+    return LEGACY_ARMS[label]
+  raise KeyError(f"no sweep arm is labelled {label!r}; the arms are "
+                 f"{', '.join(a.label for a in ARMS)}.")
