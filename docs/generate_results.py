@@ -26,9 +26,11 @@ sys.path.insert(0, str(ROOT))
 from experiments import statistics_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep_arms  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import tensorwise_masks  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
-    GAIN_KEPT_RULE, reading, sparsity_verdicts, stat, versus)
+    GAIN_KEPT_RULE, display_names, hessian_reading, reading, sparsity_verdicts, stat,
+    versus)
 
 OUT = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
@@ -36,6 +38,14 @@ README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->
 RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
 REGIMES = ("overfit", "label_noise")
+TENSORWISE_NOTE = (
+    "A tensor-wise arm is named by what its mask perturbs, measured, rather than by its "
+    "budget (`s=0.9`: at most 10 % of the parameters it may perturb): the tensors, by "
+    "Flax's module names (read from the mask after the arm's first training step by "
+    "`python -m experiments.tensorwise_masks`, `experiments/results/"
+    "tensorwise_masks.json`), and the fraction of all parameters that every epoch of "
+    "every seed records. Only tensors that fit the budget whole are taken, so that "
+    "fraction can be far below the budget.")
 
 
 def load_summary(regime: str) -> dict | None:
@@ -43,8 +53,19 @@ def load_summary(regime: str) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def arms_table(summary: dict, costs: dict | None = None) -> str:
-  """One row per arm: accuracies (%), the gaps to SAM and SGD, and the cost."""
+def perturbs_of(regime: str, summary: dict) -> dict[str, str]:
+  """What each tensor-wise arm of the summary perturbs: its measured tensors
+  (``experiments/results/tensorwise_masks.json``) and recorded density."""
+  rows = sweep.rows_by_arm(regime)
+  return tensorwise_masks.perturbs(regime, {arm: rows.get(arm, [])
+                                            for arm in summary["arms"]})
+
+
+def arms_table(summary: dict, costs: dict | None = None,
+               names: dict | None = None) -> str:
+  """One row per arm (``names``: display labels): accuracies (%), the gaps to
+  SAM and SGD, and the cost."""
+  names = names or {}
   header = "| arm | seeds | test (%) | validation (%) | train (%) | vs SAM | vs SGD |"
   rule = "| --- | ---: | ---: | ---: | ---: | --- | --- |"
   if costs:
@@ -52,7 +73,8 @@ def arms_table(summary: dict, costs: dict | None = None) -> str:
     rule += " ---: |"
   lines = [header, rule]
   for arm, entry in summary["arms"].items():
-    row = (f"| {arm} | {entry['test_accuracy']['n']} | {stat(entry, 'test_accuracy')} | "
+    row = (f"| {names.get(arm, arm)} | {entry['test_accuracy']['n']} | "
+           f"{stat(entry, 'test_accuracy')} | "
            f"{stat(entry, 'validation_accuracy')} | {stat(entry, 'train_accuracy')} | "
            f"{versus(entry, 'sam')} | {versus(entry, 'sgd')} |")
     if costs:
@@ -72,13 +94,19 @@ def headline_table(summaries: dict[str, dict]) -> str:
   """The README's table: test accuracy of the main arms, a column group per regime."""
   names = {regime: summary["description"].split(":")[0]
            for regime, summary in summaries.items()}
+  # A tensor-wise arm perturbs the same tensors in both regimes (same model).
+  shown = {}
+  for regime, summary in summaries.items():
+    for arm, label in display_names(summary["arms"], perturbs_of(regime, summary)).items():
+      if shown.setdefault(arm, label) != label:
+        raise ValueError(f"{arm!r} is {shown[arm]!r} in one regime, {label!r} in another.")
   lines = ["| arm | " + " | ".join(f"{names[r]} test (%) | {names[r]} vs SAM | "
                                    f"{names[r]} vs SGD" for r in summaries) + " |",
            "| --- |" + " ---: | --- | --- |" * len(summaries)]
   for arm in HEADLINE_ARMS:
     entries = [summary["arms"].get(arm) for summary in summaries.values()]
     if any(entries):
-      lines.append(f"| {arm} | " + " | ".join(
+      lines.append(f"| {shown[arm]} | " + " | ".join(
           f"{stat(e, 'test_accuracy')} | {versus(e, 'sam')} | {versus(e, 'sgd')}"
           if e else " |  | " for e in entries) + " |")
   return "\n".join(lines)
@@ -161,6 +189,8 @@ def regime_section(regime: str) -> list[str]:
       label: sweep.training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
       for label, row in cost_report["arms"].items()}
   settings = summary["settings"]
+  perturbs = perturbs_of(regime, summary)
+  names = display_names(summary["arms"], perturbs)
   lines = [f"## {title}", "",
            f"Config `{summary['config']}`: {settings['train_subset']} training examples, "
            f"{settings['validation_size']} validation examples carved from the rest of the "
@@ -176,7 +206,8 @@ def regime_section(regime: str) -> list[str]:
            rho_table(summary), "",
            f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm."
            + _rho_noise(summary), "",
-           "### Every arm", "", arms_table(summary, costs), ""]
+           "### Every arm", "", arms_table(summary, costs, names), "",
+           TENSORWISE_NOTE, ""]
   if cost_report:
     noise = cost_report["arms"].get("sgd 2x epochs")
     noise_note = (" A second, independent timing of SGD's own epoch (the epoch of "
@@ -190,7 +221,7 @@ def regime_section(regime: str) -> list[str]:
               f"{cost_report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
               "times the arm's "
               f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
-  lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary, costs)] + [""]
+  lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary, costs, perturbs)] + [""]
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")
   analyses = [("fig1_gradient_ratio.png", "Fig. 1: where SAM's gradient differs from SGD's"),
@@ -203,7 +234,8 @@ def regime_section(regime: str) -> list[str]:
     models = json.loads(hessian.read_text())["models"]
     figures = ["Top Hessian eigenvalue of the training loss (seed 0): " + ", ".join(
         f"{name} {m['top_eigenvalues'][0]:.1f} (lambda_1/lambda_{m['k']} "
-        f"{m['lambda1_over_lambdak']:.2f})" for name, m in models.items()) + ".", ""] + figures
+        f"{m['lambda1_over_lambdak']:.2f})" for name, m in models.items()) + ". "
+        + hessian_reading(models), ""] + figures
   landscape = _figure_path(regime, "fig4_landscape.json")
   if landscape.exists():
     models = json.loads(landscape.read_text())["models"]
@@ -224,8 +256,11 @@ def regime_section(regime: str) -> list[str]:
         "that parameter's gradient by less than the gradient itself. Fig. 4: the training "
         "loss on a plane through the final weights spanned by two random filter-normalised "
         "directions; lower and wider means flatter. Fig. 5: the Hessian's eigenvalue "
-        "density by Lanczos; a smaller top eigenvalue lambda_1, and a smaller ratio "
-        "lambda_1/lambda_5, mean a flatter minimum.", ""] + figures
+        "density by Lanczos and its top eigenvalues; lambda_1, the curvature along the "
+        "sharpest direction, is the flatness measure (smaller is flatter). The ratio "
+        "lambda_1/lambda_5 only says how far the top eigenvalue stands out from the "
+        "next four: it is not a flatness measure, and the data below say whether it "
+        "orders the arms as lambda_1 does.", ""] + figures
     lines += ["### Analyses of the seed-0 models", "",
               "On the exported seed-0 models (`experiments/results/models/"
               f"{regime}/`), training loss on 1,024 training examples with clean labels "
@@ -239,7 +274,10 @@ def legacy_section() -> list[str]:
   rows = sweep.recorded_rows("augmented")
   if not rows:
     return []
-  table = statistics_report.markdown_table(sweep.rows_by_arm("augmented"))
+  by_arm = sweep.rows_by_arm("augmented")
+  names = display_names(by_arm, tensorwise_masks.perturbs("augmented", by_arm))
+  table = statistics_report.markdown_table(
+      {names[label]: arm_rows for label, arm_rows in by_arm.items()})
   return ["## An underfitting regime: all 60k examples, crop + flip, 10 epochs", "",
           "A third sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
           "width 32) trains too briefly for SGD to fit the training set: train and test "

@@ -5,6 +5,7 @@ Used by generate_results.py for docs/results.md and the README. Every verdict
 """
 
 from experiments import statistics_report
+from experiments import sweep_arms
 
 SPARSITIES = ("0.5", "0.9", "0.99")
 FASHION_MNIST_CLASSES = 10
@@ -73,16 +74,56 @@ def sparsity_verdicts(summary: dict) -> str:
 CONTROL_ARMS = {
     "sgd 2x epochs": "SGD given SAM's gradient budget (2x epochs)",
     "sam 2x weight decay": "SAM with the paper's doubled weight decay (ablation)",
-    "ssam-f tensorwise s=0.9": "Tensor-wise SSAM-F at 90 % with the fast path",
+    "ssam-f tensorwise s=0.9": "Tensor-wise SSAM-F with the fast path",
     "ssam-f tensorwise s=0.9 last block":
-        "Tensor-wise SSAM-F confined to the last block (fast path)",
+        "Tensor-wise SSAM-F with the fast path, its choice confined to the last block",
 }
 
 
-def reading(summary: dict, costs: dict | None = None) -> list[str]:
-  """Sentences computed from the numbers: no claim without its SE."""
+def _control(arm: str, perturbs: dict) -> str:
+  """What a control arm asks, with what a tensor-wise one perturbs, measured."""
+  entry = sweep_arms.arm(arm)
+  if not entry.tensorwise:
+    return CONTROL_ARMS[arm]
+  scope = f"the {entry.leaves}'s" if entry.leaves else "all"
+  return (f"{CONTROL_ARMS[arm]} (budget: {100 * (1 - entry.sparsity):.3g} % of {scope} "
+          f"parameters; it perturbs {perturbs[arm]} of the network)")
+
+
+def hessian_reading(models: dict) -> str:
+  """What Fig. 5's numbers order: the arms by lambda_1, and whether the ratio
+  lambda_1/lambda_k orders them the same way."""
+  by_top = sorted(models, key=lambda name: models[name]["top_eigenvalues"][0])
+  by_ratio = sorted(models, key=lambda name: models[name]["lambda1_over_lambdak"])
+  k = next(iter(models.values()))["k"]
+  text = ("Ordered by lambda_1, flattest first: " + ", ".join(
+      f"{name} {models[name]['top_eigenvalues'][0]:.1f}" for name in by_top) + ".")
+  if by_ratio == by_top:
+    return text + f" The ratio lambda_1/lambda_{k} orders them the same way here."
+  return (text + f" The ratio lambda_1/lambda_{k} orders them differently ("
+          + ", ".join(f"{name} {models[name]['lambda1_over_lambdak']:.2f}"
+                      for name in by_ratio)
+          + "): " + (f"{by_ratio[0]} has both the smallest ratio and the largest lambda_1"
+                     if by_ratio[0] == by_top[-1] else
+                     f"{by_ratio[0]} has the smallest ratio, {by_top[0]} the smallest "
+                     "lambda_1")
+          + ", so the ratio does not rank the arms by flatness; lambda_1 does.")
+
+
+def display_names(arms, perturbs: dict) -> dict[str, str]:
+  """Each arm's display label (``sweep_arms.Arm.display_label``); ``perturbs``:
+  what each tensor-wise arm perturbs (``tensorwise_masks.perturbs``)."""
+  return {arm: sweep_arms.arm(arm).display_label(perturbs.get(arm)) for arm in arms}
+
+
+def reading(summary: dict, costs: dict | None = None,
+            perturbs: dict | None = None) -> list[str]:
+  """Sentences computed from the numbers: no claim without its SE.
+  ``perturbs``: what each tensor-wise arm perturbs, measured."""
   arms, out = summary["arms"], []
-  single = [arm for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
+  perturbs = perturbs or {}
+  names = display_names(arms, perturbs)
+  single = [names[arm] for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
   if single:
     out.append(f"{', '.join(single)}: one seed so far, so no standard error and no "
                "comparison with these arms yet.")
@@ -92,7 +133,7 @@ def reading(summary: dict, costs: dict | None = None) -> list[str]:
     clean = 100 * (1 - noise * (1 - 1 / FASHION_MNIST_CLASSES))
     out.append(f"Memorisation: a model that predicts every true class scores {clean:.0f} % "
                "on the noisy training labels; more means it fits wrong labels. Train "
-               "accuracy: " + ", ".join(f"{arm} {entry['train_accuracy']['mean']:.1f}"
+               "accuracy: " + ", ".join(f"{names[arm]} {entry['train_accuracy']['mean']:.1f}"
                                         for arm, entry in arms.items()) + ".")
   sam, sgd = arms.get("sam"), arms.get("sgd")
   if sam and sgd and "vs_sgd" in sam:
@@ -116,10 +157,10 @@ def reading(summary: dict, costs: dict | None = None) -> list[str]:
         diff = statistics_report.difference(entry["test_accuracy"], control["test_accuracy"])
         out.append(f"{mask} vs the random mask at {float(sparsity):.0%}: "
                    f"{format_difference(diff)}.")
-  for arm, question in CONTROL_ARMS.items():
+  for arm in CONTROL_ARMS:
     entry = arms.get(arm)
     if entry and "vs_sam" in entry and "vs_sgd" in entry:
       cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
-      out.append(f"{question}{cost}: vs SAM {versus(entry, 'sam')}; "
+      out.append(f"{_control(arm, perturbs)}{cost}: vs SAM {versus(entry, 'sam')}; "
                  f"vs SGD {versus(entry, 'sgd')}.")
   return out

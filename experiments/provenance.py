@@ -27,6 +27,8 @@ from experiments import workdir_guard
 FILE = "provenance.jsonl"
 LIBRARIES = ("jax", "jaxlib", "optax", "flax", "numpy")
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Where the sweep keeps its run records (relative to the repository root).
+RECORDS = "experiments/results"
 # Compared by ``differences``; time, host and argv (the workdir) always differ.
 COMPARED = ("commit", "dirty", "changes", "diff_sha256", "versions", "python",
             "platform", "cpu", "device", "config")
@@ -36,7 +38,7 @@ def git_state(repo: pathlib.Path = REPO) -> dict:
   """``{"commit", "dirty", "changes", "diff_sha256"}`` of ``repo``.
 
   ``dirty``: tracked files differ from the commit, or files git does not
-  ignore are untracked; ``changes`` lists them (``git status --porcelain``)
+  ignore are untracked, outside the run records (``RECORDS``); ``changes`` lists them (``git status --porcelain``)
   and ``diff_sha256`` identifies the tracked changes (``git diff HEAD``).
   All None where git or the repository is missing.
   """
@@ -51,8 +53,11 @@ def git_state(repo: pathlib.Path = REPO) -> dict:
   commit = git("rev-parse", "HEAD")
   if commit is None:
     return {"commit": None, "dirty": None, "changes": None, "diff_sha256": None}
-  changes = (git("status", "--porcelain") or "").splitlines()
-  diff = git("diff", "HEAD") or ""
+  # The sweep appends each finished run to experiments/results/: a record
+  # written there between runs does not change the code a run executes.
+  paths = ("--", ".", f":(exclude){RECORDS}")
+  changes = (git("status", "--porcelain", *paths) or "").splitlines()
+  diff = git("diff", "HEAD", *paths) or ""
   return {"commit": commit.strip(), "dirty": bool(changes), "changes": changes,
           "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
 

@@ -154,6 +154,8 @@ def make_train_step(loss_fns: LossFns, optimizer: optax.GradientTransformationEx
                                              has_aux=True))
     (loss, (new_model_state, logits)), grads = value_and_grad(params)
     extra_args = {} if refresh is None else {"refresh": refresh}
+    if perturbed is not None:  # the library checks the update needs no more
+      extra_args["grads_wrt"] = perturbed
     if num_fisher_samples:
       extra_args["fisher_fn"] = ssam_jax.empirical_fisher(
           lambda p, example: loss_fns.example_loss(p, model_state, example),

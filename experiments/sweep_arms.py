@@ -1,11 +1,18 @@
 """The arms of the evidence sweeps (``experiments.sweep``), as records.
 
 An :class:`Arm` is an optimizer of ``experiments.optimizer_table`` and the
-config values it changes. Its display label, the key of the results files,
-summaries and pages (``"ssam-f s=0.5"``, ``"sgd 2x epochs"``), and its config
-overrides are both derived from the record; no code reads a label back.
-Labels from the results files are looked up in :func:`arm`, which also maps
-the labels of the legacy sweep explicitly (``LEGACY_ARMS``).
+config values it changes. Its label, the key of the results files and
+summaries (``"ssam-f s=0.5"``, ``"sgd 2x epochs"``), and its config overrides
+are both derived from the record; no code reads a label back. Labels from
+the results files are looked up in :func:`arm`, which also maps the labels of
+the legacy sweep explicitly (``LEGACY_ARMS``).
+
+Tables and figures show :meth:`Arm.display_label`: the label, except that a
+tensor-wise arm is named by what it perturbs, measured
+(``experiments.tensorwise_masks``), rather than by its budget: its label
+``"ssam-f tensorwise s=0.9 last block"`` says that at most 10 % of the last
+block may be perturbed, its display label ``"ssam-f tensorwise (BatchNorm_2 +
+Dense_0, 0.827 %)"`` what was.
 """
 
 import dataclasses
@@ -67,6 +74,33 @@ class Arm:
       words.append(f"s={self.sparsity:g}")
     if self.leaves is not None:
       words.append(self.leaves)
+    if self.doubled is not None:
+      words.append(f"2x {DOUBLED[self.doubled]}")
+    return " ".join(words)
+
+  def display_label(self, perturbs: Optional[str] = None) -> str:
+    """The name tables and figures show.
+
+    Args:
+      perturbs: for a tensor-wise arm, what its mask perturbs, measured
+        (``experiments.tensorwise_masks.perturbs``: the tensors and the
+        density); ignored for other arms.
+
+    Returns:
+      ``label``, or for a tensor-wise arm ``"[noiseN ]optimizer tensorwise
+      (perturbs)[ 2x what]"``: the budget and the leaf group, which bound the
+      mask, give way to what it is.
+
+    Raises:
+      ValueError: a tensor-wise arm without ``perturbs``.
+    """
+    if not self.tensorwise:
+      return self.label
+    if not perturbs:
+      raise ValueError(f"Arm {self.label!r} is tensor-wise: its display label "
+                       "needs what it perturbs (experiments.tensorwise_masks).")
+    words = [] if self.label_noise is None else [f"noise{self.label_noise:g}"]
+    words += [self.optimizer, f"tensorwise ({perturbs})"]
     if self.doubled is not None:
       words.append(f"2x {DOUBLED[self.doubled]}")
     return " ".join(words)

@@ -10,6 +10,12 @@ A strategy is a :class:`MaskStrategy`, a tuple of pure functions that
   before any refresh, for strategies that gather statistics between
   refreshes.
 
+Neither is called while the mask is unused (a sparsity of 0 or 1, or a
+static ``rho`` of 0), and the state then keeps its initial value. The state
+is carried through ``jax.jit``, ``lax.scan`` and ``optax.inject_hyperparams``,
+so it keeps its shapes and dtypes from one step to the next. The guide
+"Writing your own mask strategy" (``docs/masks.md``) builds one.
+
 ``inputs`` is a :class:`MaskInputs`. ``select(scores, keep_fraction=...)``
 applies the mask pattern (unstructured, tensorwise or N:M) to a pytree of
 scores shaped like the params, keeping the configured fraction
@@ -38,8 +44,9 @@ class MaskInputs(NamedTuple):
   """What a strategy may look at on each step.
 
   Attributes:
-    step: the optimizer step (0 on the first update).
-    grads: gradient at the unperturbed parameters ``w``.
+    step: the optimizer's step count (0 on the first update), in SAM steps.
+    grads: gradient at the unperturbed parameters ``w``, averaged over
+      ``axis_name`` when there is one.
     params: the parameters ``w``.
     fisher_fn: the ``fisher_fn`` passed to ``update``, or ``None``.
     keep_fraction: fraction of perturbable parameters to perturb,

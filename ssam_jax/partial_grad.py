@@ -81,6 +81,9 @@ def value_and_partial_grad(
 ) -> Callable[..., tuple[Any, PyTree]]:
   """Like ``jax.value_and_grad(fun)``, but differentiates only some leaves.
 
+  Pass the same ``wrt`` to the optimizer's ``update`` as ``grads_wrt``, so
+  that it checks that it reads none of the zeros (see the module docstring).
+
   Args:
     fun: ``fun(params, *args)``, returning a scalar (or ``(scalar, aux)``
       with ``has_aux``).

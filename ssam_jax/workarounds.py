@@ -11,10 +11,15 @@ machine at hand; ``benchmarks/results`` keeps past measurements). Where the
 library would put a convolution inside control flow, the caller can move it
 out:
 
-* :func:`ssam_jax.ssam`'s ``update`` takes ``refresh=`` as a static Python
-  bool, so the mask refresh (and the ``fisher_fn`` it calls) is traced at
+* with ``mask_update_every="manual"``, :func:`ssam_jax.ssam`'s ``update``
+  takes ``refresh=`` as a static Python bool, so the mask refresh (and the
+  ``fisher_fn`` it calls) is traced at
   top level instead of under ``lax.cond``, at the cost of one compilation
   per value;
+* :func:`ssam_jax.scheduled_ascent` and :func:`ssam_jax.looksam` take
+  ``every="manual"`` and ``ascend=`` as a static Python bool in the same
+  way, so that the update with the ascent and the one without are each
+  traced at top level;
 * :func:`ssam_jax.empirical_fisher` takes ``unroll=True`` to unroll its scan
   over chunks of examples, at the cost of keeping several chunks alive at
   once;

@@ -98,15 +98,15 @@ def test_training_curves_group_over_seeds(tmp_path, runs):
   np.testing.assert_allclose(sam["std"], [0.0, 0.1 * np.sqrt(2)])  # ddof 1
 
 
-def test_accuracy_vs_sparsity_uses_the_last_epoch(tmp_path, runs):
+def test_accuracy_vs_sparsity_uses_the_last_epoch_in_percent(tmp_path, runs):
   data = _check_outputs(accuracy_vs_sparsity.main(
       ["--run", *runs, "--out", str(tmp_path / "out")]))
-  assert data["dense"]["sam"]["mean"] == pytest.approx(0.8)
+  assert data["dense"]["sam"]["mean"] == pytest.approx(80.0)
   points = data["sparse"]["ssam-f"]
   assert [p["sparsity"] for p in points] == [0.5, 0.9]
-  assert points[0]["mean"] == pytest.approx(0.7)
-  assert points[0]["std"] == pytest.approx(0.1 * np.sqrt(2))  # ddof 1
-  assert points[1]["num_runs"] == 1
+  assert points[0]["mean"] == pytest.approx(70.0)
+  assert points[0]["std"] == pytest.approx(10 * np.sqrt(2))  # ddof 1
+  assert points[1]["n"] == 1
 
 
 def test_metrics_figures_with_demo_runs(tmp_path):

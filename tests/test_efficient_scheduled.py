@@ -147,7 +147,7 @@ def fisher_kwargs(batch):
 
 
 def train_with_fisher(opt, steps=6):
-  params, state = init_params(), None
+  params = init_params()
   state = opt.init(params)
 
   @jax.jit

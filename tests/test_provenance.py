@@ -40,6 +40,19 @@ def test_git_state_names_the_commit_and_whether_it_is_dirty(tmp_path):
   assert provenance.git_state(tmp_path)["changes"] == ["?? new.py"]
 
 
+def test_git_state_ignores_the_run_records_the_sweep_appends(tmp_path):
+  _git(tmp_path, "init", "-q")
+  records = tmp_path / provenance.RECORDS
+  records.mkdir(parents=True)
+  (records / "r_runs.jsonl").write_text("{}\n")
+  (tmp_path / "a.py").write_text("x = 1\n")
+  _git(tmp_path, "add", ".")
+  _git(tmp_path, "commit", "-q", "-m", "first")
+  (records / "r_runs.jsonl").write_text("{}\n{}\n")  # a run was recorded
+  (records / "r_summary.json").write_text("{}")
+  assert not provenance.git_state(tmp_path)["dirty"]
+
+
 def test_git_state_without_a_repository(tmp_path):
   assert provenance.git_state(tmp_path) == {
       "commit": None, "dirty": None, "changes": None, "diff_sha256": None}
@@ -233,6 +246,7 @@ def test_an_unfinished_rerun_is_not_equal(recorded_regime, monkeypatch):
   assert result["final"]["test_accuracy"] == [record["test_accuracy"], None]
 
 
+@pytest.mark.slow  # a real run twice; the rerun logic above runs on every CI
 @testing.requires_fashion_mnist
 def test_a_real_run_records_its_radius_and_provenance_and_reruns_equal(
     tmp_path, monkeypatch):

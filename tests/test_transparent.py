@@ -87,7 +87,7 @@ def same_batch_runs(opt_grad_fn, opt_transparent, sam_steps, batch):
 
 
 @pytest.mark.parametrize("name", ["sam", "sam-adaptive"] + sorted(STRATEGIES))
-@pytest.mark.parametrize("sync_period", [2, 3])
+@pytest.mark.parametrize("sync_period", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_transparent_mode_matches_the_grad_fn_mode_on_one_batch(name, sync_period):
   def build(transparent):
     base = optax.sgd(0.1, momentum=0.9)

@@ -12,8 +12,10 @@ and writing a PNG plus the numbers behind it as JSON into ``--out``:
 * ``convergence`` -- Theorems 1-2, ``(1/T) sum_t E||grad f(w_t)||^2`` against
   ``C log T / sqrt(T)`` on a synthetic stochastic non-convex problem.
 
-``python -m experiments.analysis --demo --out DIR`` runs them all on the
-synthetic demo. The computations live in :mod:`ssam_jax.analysis`; the model
+Means over seeds are drawn with 95 % confidence intervals
+(:mod:`experiments.analysis.error_bars`). ``evidence`` draws a sweep
+regime's figures from the committed results. ``python -m experiments.analysis
+--demo --out DIR`` runs them all on the synthetic demo. The computations live in :mod:`ssam_jax.analysis`; the model
 interface in :mod:`experiments.analysis.trained`, the demo in
 :mod:`experiments.analysis.demo`.
 """

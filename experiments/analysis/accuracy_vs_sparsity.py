@@ -1,4 +1,4 @@
-"""Fig. 3: final test accuracy against sparsity (mean +- std over seeds).
+"""Fig. 3: final test accuracy (%) against sparsity, with 95 % intervals.
 
   python -m experiments.analysis.accuracy_vs_sparsity --demo --out figures/
   python -m experiments.analysis.accuracy_vs_sparsity --out figures/ --run \\
@@ -6,8 +6,10 @@
       ssam-d@0.5=runs/d50_s0 ssam-d@0.9=runs/d90_s0
 
 Sparse optimizers (runs with a sparsity) are drawn as lines over sparsity;
-dense ones (SGD, SAM) as horizontal reference lines with std bands. The
-accuracy is that of each run's last record.
+dense ones (SGD, SAM) as horizontal reference lines with bands. Bars and
+bands are 95 % confidence intervals of the mean over seeds
+(``error_bars``), with the seeds per series in the legend. The accuracy is
+that of each run's last record, in percent.
 """
 
 import argparse
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from experiments.analysis import demo
+from experiments.analysis import error_bars
 from experiments.analysis import output
 from experiments.analysis import runs as runs_lib
 
@@ -25,11 +28,14 @@ import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set 
 
 
 def compute(runs: Sequence[runs_lib.Run], key: str = "test_accuracy") -> dict:
-  """``{"sparse": {opt: [...per sparsity...]}, "dense": {opt: stats}}``."""
+  """``{"sparse": {opt: [...per sparsity...]}, "dense": {opt: stats}}``, each
+  ``stats`` with ``mean``, ``std`` (in percent) and ``n`` over seeds."""
   sparse, dense = {}, {}
   for (optimizer, sparsity), members in runs_lib.group_runs(runs).items():
     stats = runs_lib.final_statistics(members, key)
-    stats["runs"] = [m.path for m in members]
+    stats = {"mean": 100 * stats["mean"], "std": 100 * stats["std"],
+             "values": 100 * stats["values"], "n": stats["num_runs"],
+             "runs": [m.path for m in members]}
     if sparsity is None:
       dense[optimizer] = stats
     else:
@@ -40,7 +46,9 @@ def compute(runs: Sequence[runs_lib.Run], key: str = "test_accuracy") -> dict:
 
 
 def plot(results: dict, path: str, title: str) -> str:
-  figure, axis = plt.subplots(figsize=(6, 4))
+  """Draws ``results`` (of :func:`compute`, or ``evidence``'s): points with
+  ``mean``, ``std`` and ``n``, accuracies in percent."""
+  figure, axis = plt.subplots(figsize=(6.5, 4.2))
   # On a logit axis 50 %, 90 % and 99 % sparsity are about evenly spaced; each
   # series is shifted a little along it so that error bars do not hide each other.
   sparse = results["sparse"]
@@ -48,9 +56,9 @@ def plot(results: dict, path: str, title: str) -> str:
   for offset, (name, points) in zip(offsets, sparse.items()):
     logit = np.log([p["sparsity"] / (1 - p["sparsity"]) for p in points]) + offset
     mean = np.array([p["mean"] for p in points])
-    std = np.array([p["std"] for p in points])
-    axis.errorbar(1 / (1 + np.exp(-logit)), mean, yerr=std, marker="o", capsize=3,
-                  label=name)
+    half = [error_bars.half_width(p["std"], p["n"]) for p in points]
+    axis.errorbar(1 / (1 + np.exp(-logit)), mean, yerr=half, marker="o", capsize=3,
+                  label=f"{name} ({error_bars.seeds(p['n'] for p in points)})")
   ticks = sorted({p["sparsity"] for points in sparse.values() for p in points})
   if ticks and 0 < ticks[0] and ticks[-1] < 1:
     axis.set_xscale("logit")
@@ -58,14 +66,15 @@ def plot(results: dict, path: str, title: str) -> str:
     axis.minorticks_off()
   grays = ("black", "dimgray", "darkgray", "silver")
   for (name, stats), color in zip(results["dense"].items(), grays * 8):
+    half = error_bars.half_width(stats["std"], stats["n"])
     axis.axhline(stats["mean"], linestyle="--", linewidth=1, color=color,
-                 label=f"{name} (dense)")
-    axis.axhspan(stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                 color=color, alpha=0.1)
-  axis.set_xlabel("sparsity")
-  axis.set_ylabel(results["metric"].replace("_", " "))
+                 label=f"{name} (dense, n = {stats['n']})")
+    axis.axhspan(stats["mean"] - half, stats["mean"] + half, color=color, alpha=0.1)
+  axis.set_xlabel("sparsity (fraction of parameters not perturbed)")
+  axis.set_ylabel(results["metric"].replace("_", " ") + " (%)")
   axis.legend(fontsize=8)
   axis.set_title(title)
+  error_bars.add_caption(figure)
   return output.save_figure(figure, path)
 
 
@@ -79,7 +88,8 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str, dataset: str = ""
   return png, output.write_json(
       os.path.join(out_dir, "fig3_accuracy_vs_sparsity.json"),
       {"figure": "Fig. 3 accuracy vs sparsity", "dataset": dataset,
-       "std": "sample std over seeds (ddof 1)", **results})
+       "std": "sample std over seeds (ddof 1), in percent",
+       "error_bars": error_bars.CAPTION, **results})
 
 
 def main(argv=None) -> tuple[str, str]:

@@ -2,6 +2,7 @@ r"""A sweep regime's figures, from committed files.
 
   python -m experiments.analysis.evidence --regime overfit           # Fig. 3, cost
   python -m experiments.analysis.evidence --regime overfit --models  # + Figs. 1, 4, 5
+  python -m experiments.analysis.evidence --regime overfit --redraw  # Figs. 1, 4, 5 from their JSON
 
 Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
 and, when present, the regime's ``benchmarks.arm_cost`` measurement
@@ -13,9 +14,15 @@ and, when present, the regime's ``benchmarks.arm_cost`` measurement
 - ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against the cost
   of its whole training run in units of SGD's (``sweep.training_cost``).
 
+Both draw the mean over seeds with its 95 % confidence interval
+(``error_bars``) and name each tensor-wise arm by what it perturbs
+(``sweep_arms.Arm.display_label``, measured by ``experiments.tensorwise_masks``).
+
 With ``--models``, also Figs. 1, 4 and 5 of the seed-0 models that
 ``python -m experiments.sweep export`` wrote to
 ``experiments/results/models/<regime>/`` (Fig. 1 at the regime's selected rho).
+``--redraw`` draws those three again from the JSON beside them, without
+recomputing: the way to restyle them.
 """
 
 import argparse
@@ -26,7 +33,9 @@ import sys
 from experiments import statistics_report
 from experiments import sweep
 from experiments import sweep_arms
+from experiments import tensorwise_masks
 from experiments.analysis import accuracy_vs_sparsity
+from experiments.analysis import error_bars
 from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
@@ -38,6 +47,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set 
 FIGURES = pathlib.Path("experiments/results/figures")
 MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
          "ssam-random": "random mask"}
+MODEL_FIGURES = (gradient_ratio, landscape, hessian)
 
 
 def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> dict:
@@ -59,28 +69,49 @@ def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> d
   return {"metric": metric, "sparse": sparse, "dense": dense}
 
 
-# One colour per optimizer family (an arm's optimizer), as in Fig. 3.
+# One colour per optimizer family (an arm's optimizer), as in Fig. 3, and one
+# marker per variant within a family.
 FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "tab:green",
                  "sam": "black", "sgd": "dimgray"}
+SPARSITY_MARKERS = {0.5: "o", 0.9: "s", 0.99: "^"}
+
+
+def _style(arm: sweep_arms.Arm) -> dict:
+  """Colour by family; marker by sparsity, tensor-wise ("P", "X" when confined
+  to a leaf group) or a doubled value ("D")."""
+  if arm.tensorwise:
+    marker = "X" if arm.leaves else "P"
+  elif arm.doubled:
+    marker = "D"
+  else:
+    marker = SPARSITY_MARKERS.get(arm.sparsity, "o")
+  return {"color": FAMILY_COLORS.get(arm.optimizer, "tab:purple"), "marker": marker}
 
 
 def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
-  figure, axis = plt.subplots(figsize=(7, 4.5))
+  """Each arm's mean test accuracy (95 % interval) against its training cost;
+  a legend names the arms (display label, seeds) instead of inline labels."""
+  figure, axis = plt.subplots(figsize=(10, 4.8))
   for point in points:
-    axis.errorbar(point["cost"], point["mean"], yerr=point["std"], marker="o",
-                  capsize=3, linestyle="none",
-                  color=FAMILY_COLORS.get(sweep_arms.arm(point["arm"]).optimizer,
-                                          "tab:purple"))
-    axis.annotate(point["arm"], (point["cost"], point["mean"]), fontsize=6,
-                  xytext=(4, 2), textcoords="offset points")
+    axis.errorbar(point["cost"], point["mean"],
+                  yerr=error_bars.half_width(point["std"], point["n"]),
+                  capsize=3, linestyle="none", markersize=7, alpha=0.85,
+                  label=f"{point['display']} (n = {point['n']})",
+                  **_style(sweep_arms.arm(point["arm"])))
   axis.set_xlabel("training cost (x SGD's, measured on the machine of the runs)")
   axis.set_ylabel("test accuracy (%)")
   axis.set_title(title)
+  axis.grid(alpha=0.3)
+  axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
+              title="arm (colour: optimizer family)", title_fontsize=8)
+  error_bars.add_caption(figure)
   return output.save_figure(figure, path)
 
 
 def make_figures(regime: str) -> list[str]:
-  arms = statistics_report.arm_statistics(sweep.rows_by_arm(regime))
+  rows = sweep.rows_by_arm(regime)
+  arms = statistics_report.arm_statistics(rows)
+  names = tensorwise_masks.display_labels(regime, {a: rows[a] for a in arms})
   out = FIGURES / regime
   out.mkdir(parents=True, exist_ok=True)
   title = sweep.REGIMES[regime].description
@@ -91,11 +122,12 @@ def make_figures(regime: str) -> list[str]:
       str(out / "fig3_accuracy_vs_sparsity.json"),
       {"figure": "Fig. 3 accuracy vs sparsity", "regime": regime,
        "source": str(sweep.results_file(regime)),
-       "std": "sample std over seeds (ddof 1)", **results}))
+       "std": "sample std over seeds (ddof 1)", "error_bars": error_bars.CAPTION,
+       **results}))
   cost_file = sweep.cost_file(regime)
   if cost_file.exists():
     costs = json.loads(cost_file.read_text())["arms"]
-    points = [{"arm": label, "cost": sweep.training_cost(
+    points = [{"arm": label, "display": names[label], "cost": sweep.training_cost(
         regime, sweep_arms.arm(label), costs[label]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
               for label, entry in arms.items() if label in costs]
@@ -103,7 +135,8 @@ def make_figures(regime: str) -> list[str]:
                                        title))
     paths.append(output.write_json(str(out / "accuracy_vs_cost.json"), {
         "regime": regime, "cost_source": str(cost_file),
-        "accuracy_source": str(sweep.results_file(regime)), "points": points}))
+        "accuracy_source": str(sweep.results_file(regime)),
+        "error_bars": error_bars.CAPTION, "points": points}))
   return paths
 
 
@@ -114,20 +147,43 @@ LANDSCAPE_CHUNK = 7
 LANCZOS_STEPS = 20
 
 
+def _models_title(regime: str) -> str:
+  return f"{sweep.REGIMES[regime].description}; seed-0 models"
+
+
 def model_figures(regime: str) -> list[str]:
-  """Figs. 1, 4 and 5 of the regime's exported seed-0 models, loaded once."""
+  """Figs. 1, 4 and 5 of the regime's exported seed-0 models, loaded once and
+  named by their arms' labels."""
   models = []
   for arm in sweep_arms.EXPORTED_ARMS:
     path = sweep.exported_model(regime, arm)
     if not path.exists():
       raise FileNotFoundError(f"{path} is missing; run `python -m experiments.sweep "
                               f"export --regime {regime}` first.")
-    models.append(trained.load_checkpoint(str(path), arm.optimizer))
-  out = str(FIGURES / regime)
-  return [*gradient_ratio.make_figure(models, out, sweep.selected_rho(regime)),
+    models.append(trained.load_checkpoint(str(path), arm.label))
+  out, title = str(FIGURES / regime), _models_title(regime)
+  return [*gradient_ratio.make_figure(models, out, sweep.selected_rho(regime), title),
           *landscape.make_figure(models, out, num_points=LANDSCAPE_POINTS,
-                                 chunk_size=LANDSCAPE_CHUNK),
-          *hessian.make_figure(models, out, num_steps=LANCZOS_STEPS)]
+                                 chunk_size=LANDSCAPE_CHUNK, title=title),
+          *hessian.make_figure(models, out, num_steps=LANCZOS_STEPS, title=title)]
+
+
+def redraw_model_figures(regime: str) -> list[str]:
+  """Figs. 1, 4 and 5 drawn again from their committed JSON. Models named by
+  their optimizer, as older files name them, are renamed to their arm's label
+  (in the JSON too)."""
+  by_optimizer = {arm.optimizer: arm.label for arm in sweep_arms.EXPORTED_ARMS}
+  out, paths = FIGURES / regime, []
+  for module in MODEL_FIGURES:
+    json_path = out / module.JSON
+    data = json.loads(json_path.read_text())
+    renamed = {by_optimizer.get(name, name): model
+               for name, model in data["models"].items()}
+    if list(renamed) != list(data["models"]):
+      data["models"] = renamed
+      output.write_json(str(json_path), data)
+    paths += [module.draw(data, str(out), _models_title(regime)), str(json_path)]
+  return paths
 
 
 def main(argv=None) -> list[str]:
@@ -135,10 +191,14 @@ def main(argv=None) -> list[str]:
   parser.add_argument("--regime", choices=("overfit", "label_noise"), required=True)
   parser.add_argument("--models", action="store_true",
                       help="also Figs. 1, 4, 5 of the exported seed-0 models")
+  parser.add_argument("--redraw", action="store_true",
+                      help="also Figs. 1, 4, 5, drawn again from their JSON")
   args = parser.parse_args(argv)
   paths = make_figures(args.regime)
   if args.models:
     paths += model_figures(args.regime)
+  elif args.redraw:
+    paths += redraw_model_figures(args.regime)
   print("\n".join(paths))
   return paths
 

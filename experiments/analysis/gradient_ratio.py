@@ -44,20 +44,32 @@ def plot(results: dict, path: str, title: str) -> str:
   return output.save_figure(figure, path)
 
 
+PNG, JSON = "fig1_gradient_ratio.png", "fig1_gradient_ratio.json"
+
+
+def figure_title(data: dict, prefix: str = "") -> str:
+  """The title of the figure of ``data`` (the JSON), after ``prefix``."""
+  return output.title_lines(
+      prefix, f"Gradient ratio r, rho={data['rho']:g} ({data['dataset']})")
+
+
+def draw(data: dict, out_dir: str, prefix: str = "") -> str:
+  """Writes the PNG of ``data`` (the JSON) to ``out_dir``."""
+  return plot(data["models"], os.path.join(out_dir, PNG), figure_title(data, prefix))
+
+
 def make_figure(models: Sequence[trained.TrainedModel], out_dir: str,
-                rho: float = 0.1) -> tuple[str, str]:
-  """Writes ``fig1_gradient_ratio.{png,json}`` for ``models``; returns the paths."""
+                rho: float = 0.1, title: str = "") -> tuple[str, str]:
+  """Writes ``fig1_gradient_ratio.{png,json}`` for ``models``; returns the
+  paths. ``title`` goes before the figure's own."""
   results = {m.name: compute(m.loss_fn, m.params, rho) for m in models}
-  title = f"Gradient ratio r, rho={rho:g} ({trained.dataset_title(models)})"
-  png = plot(results, os.path.join(out_dir, "fig1_gradient_ratio.png"), title)
   data = {"figure": "Fig. 1 gradient ratio", "rho": rho,
           "dataset": trained.dataset_title(models),
           "note": "r uses the natural log; parameters with g_SGD == 0 are "
                   "excluded (num_excluded); values outside the edges are "
                   "clipped into the end bins.",
           "models": results}
-  return png, output.write_json(
-      os.path.join(out_dir, "fig1_gradient_ratio.json"), data)
+  return draw(data, out_dir, title), output.write_json(os.path.join(out_dir, JSON), data)
 
 
 def main(argv=None) -> tuple[str, str]:

@@ -40,32 +40,44 @@ def plot(results: dict, path: str, title: str) -> str:
              f"$\\lambda_1/\\lambda_{r['k']}$={r['lambda1_over_lambdak']:.3g}")
     left.semilogy(r["grid"], np.maximum(r["density"], 1e-12), label=label)
     right.plot(np.arange(1, r["k"] + 1), r["top_eigenvalues"], "o-", label=name)
-  left.set_xlabel("eigenvalue")
-  left.set_ylabel("density (SLQ, Gaussian broadening)")
+  left.set_xlabel("Hessian eigenvalue")
+  left.set_ylabel("spectral density (SLQ, Gaussian broadening)")
   left.set_ylim(bottom=1e-8)
   left.legend(fontsize=8)
-  right.set_xlabel("index i")
-  right.set_ylabel(r"$\lambda_i$")
+  right.set_xlabel("index i (largest first)")
+  right.set_ylabel(r"top eigenvalues $\lambda_i$")
   right.set_xticks(np.arange(1, max(r["k"] for r in results.values()) + 1))
   right.legend(fontsize=8)
   figure.suptitle(title)
   return output.save_figure(figure, path)
 
 
+PNG, JSON = "fig5_hessian.png", "fig5_hessian.json"
+
+
+def figure_title(data: dict, prefix: str = "") -> str:
+  """The title of the figure of ``data`` (the JSON), after ``prefix``."""
+  return output.title_lines(
+      prefix, f"Hessian spectrum of the training loss ({data['dataset']})")
+
+
+def draw(data: dict, out_dir: str, prefix: str = "") -> str:
+  """Writes the PNG of ``data`` (the JSON) to ``out_dir``."""
+  return plot(data["models"], os.path.join(out_dir, PNG), figure_title(data, prefix))
+
+
 def make_figure(models: Sequence[trained.TrainedModel], out_dir: str,
-                seed: int = 0, num_steps: int = 90, num_probes: int = 1
-                ) -> tuple[str, str]:
-  """Writes ``fig5_hessian.{png,json}`` for ``models``; returns the paths."""
+                seed: int = 0, num_steps: int = 90, num_probes: int = 1,
+                title: str = "") -> tuple[str, str]:
+  """Writes ``fig5_hessian.{png,json}`` for ``models``; returns the paths.
+  ``title`` goes before the figure's own."""
   key = jax.random.key(seed)
   results = {m.name: compute(m.loss_fn, m.params, key, num_steps, num_probes)
              for m in models}
-  title = f"Hessian spectrum of the training loss ({trained.dataset_title(models)})"
-  png = plot(results, os.path.join(out_dir, "fig5_hessian.png"), title)
   data = {"figure": "Fig. 5 Hessian spectrum", "seed": seed,
           "dataset": trained.dataset_title(models), "lanczos_steps": num_steps,
           "num_probes": num_probes, "models": results}
-  return png, output.write_json(os.path.join(out_dir, "fig5_hessian.json"),
-                                data)
+  return draw(data, out_dir, title), output.write_json(os.path.join(out_dir, JSON), data)
 
 
 def main(argv=None) -> tuple[str, str]:

@@ -36,6 +36,12 @@ def write_json(path: str, data: dict) -> str:
   return path
 
 
+def title_lines(*lines: str) -> str:
+  """A figure title of the non-empty ``lines`` (a regime's name, then the
+  figure's own)."""
+  return "\n".join(line for line in lines if line)
+
+
 def save_figure(figure, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=120, bbox_inches="tight")

@@ -1,4 +1,4 @@
-"""Fig. 2: training curves (mean +- std over seeds) from metrics.jsonl files.
+"""Fig. 2: training curves (mean and 95 % interval over seeds) from metrics.jsonl files.
 
   python -m experiments.analysis.training_curves --demo --out figures/
   python -m experiments.analysis.training_curves --out figures/ --run \\
@@ -7,7 +7,9 @@
 
 Each ``--run`` is ``[OPTIMIZER[@SPARSITY]=]PATH`` (see
 :mod:`experiments.analysis.runs`); runs of one optimizer and sparsity are
-averaged over seeds.
+averaged over seeds; the bands are 95 % confidence intervals of the mean
+(``error_bars``), with the seeds per group in the legend. Accuracies are
+drawn in percent.
 """
 
 import argparse
@@ -18,12 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from experiments.analysis import demo
+from experiments.analysis import error_bars
 from experiments.analysis import output
 from experiments.analysis import runs as runs_lib
 
 import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
 
-PANELS = (("train_loss", "training loss"), ("test_accuracy", "test accuracy"))
+PANELS = (("train_loss", "training loss"), ("test_accuracy", "test accuracy (%)"))
 
 
 def compute(runs: Sequence[runs_lib.Run],
@@ -47,15 +50,19 @@ def plot(results: dict, path: str, title: str) -> str:
       if key not in group:
         continue
       stats = group[key]
-      mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+      scale = 100 if key.endswith("accuracy") else 1
+      mean = scale * np.asarray(stats["mean"])
+      half = scale * np.array([error_bars.half_width(std, stats["num_runs"])
+                               for std in stats["std"]])
       line, = axis.plot(stats["epoch"], mean,
-                        label=f"{name} (n={stats['num_runs']})")
-      axis.fill_between(stats["epoch"], mean - std, mean + std,
+                        label=f"{name} (n = {stats['num_runs']})")
+      axis.fill_between(stats["epoch"], mean - half, mean + half,
                         color=line.get_color(), alpha=0.25, linewidth=0)
     axis.set_xlabel("epoch")
     axis.set_ylabel(label)
     axis.legend(fontsize=8)
   figure.suptitle(title)
+  error_bars.add_caption(figure)
   return output.save_figure(figure, path)
 
 
@@ -63,7 +70,7 @@ def make_figure(runs: Sequence[runs_lib.Run], out_dir: str,
                 dataset: str = "") -> tuple[str, str]:
   """Writes ``fig2_training_curves.{png,json}``; returns the paths."""
   results = compute(runs)
-  title = "Training curves, mean +- std over seeds" + (
+  title = "Training curves, mean over seeds" + (
       f" ({dataset})" if dataset else "")
   png = plot(results, os.path.join(out_dir, "fig2_training_curves.png"), title)
   return png, output.write_json(

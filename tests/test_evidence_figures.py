@@ -1,0 +1,136 @@
+"""The committed figures say what they draw: units, intervals, n, regime, scales."""
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+
+from experiments import sweep
+from experiments.analysis import accuracy_vs_sparsity
+from experiments.analysis import error_bars
+from experiments.analysis import evidence
+from experiments.analysis import gradient_ratio
+from experiments.analysis import hessian
+from experiments.analysis import landscape
+from experiments.analysis import output
+
+
+@pytest.fixture
+def saved(monkeypatch):
+  """The figures the plot functions save, kept open for inspection."""
+  figures = []
+
+  def keep(figure, path):
+    figures.append(figure)
+    return path
+
+  monkeypatch.setattr(output, "save_figure", keep)
+  yield figures
+  for figure in figures:
+    matplotlib.pyplot.close(figure)
+
+
+def test_half_width_is_the_t_interval_of_the_mean():
+  # t_{0.975, 2} = 4.302653 and t_{0.975, 4} = 2.776445 (tables of Student's t).
+  assert error_bars.half_width(1.0, 3) == pytest.approx(4.302653 / math.sqrt(3))
+  assert error_bars.half_width(2.0, 5) == pytest.approx(2.776445 * 2 / math.sqrt(5))
+  assert error_bars.half_width(1.0, 1) == 0.0
+  assert error_bars.seeds([3, 5, 3]) == "n = 3-5" and error_bars.seeds([3]) == "n = 3"
+
+
+def _bar_half_widths(axis):
+  """Half the length of each error bar drawn on ``axis``."""
+  widths = []
+  for container in axis.containers:
+    for collection in container.lines[2]:
+      widths += [abs(seg[1][1] - seg[0][1]) / 2 for seg in collection.get_segments()]
+  return widths
+
+
+def test_fig3_draws_95_intervals_with_n_in_percent(saved):
+  results = {"metric": "test_accuracy",
+             "sparse": {"Fisher (SSAM-F)": [
+                 {"sparsity": 0.5, "mean": 84.0, "std": 0.5, "n": 5},
+                 {"sparsity": 0.9, "mean": 80.0, "std": 1.0, "n": 3}]},
+             "dense": {"SAM": {"mean": 84.3, "std": 0.4, "n": 5}}}
+  accuracy_vs_sparsity.plot(results, "unused.png", "R2: label noise")
+  axis = saved[0].axes[0]
+  assert axis.get_ylabel() == "test accuracy (%)"
+  assert axis.get_title() == "R2: label noise"
+  np.testing.assert_allclose(sorted(_bar_half_widths(axis)), sorted(
+      [error_bars.half_width(0.5, 5), error_bars.half_width(1.0, 3)]))
+  legend = [text.get_text() for text in axis.get_legend().get_texts()]
+  assert legend == ["SAM (dense, n = 5)", "Fisher (SSAM-F) (n = 3-5)"]
+  assert any("95 %" in text.get_text() for text in saved[0].texts)
+
+
+def test_accuracy_vs_cost_names_arms_in_a_legend_not_on_the_points(saved):
+  points = [
+      {"arm": "sam", "display": "sam", "cost": 1.9, "mean": 84.3, "std": 0.4, "n": 5},
+      {"arm": "ssam-f tensorwise s=0.9 last block",
+       "display": "ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %)",
+       "cost": 1.3, "mean": 75.5, "std": 0.8, "n": 3}]
+  evidence.plot_accuracy_vs_cost(points, "unused.png", "R2: label noise")
+  axis = saved[0].axes[0]
+  assert not axis.texts  # no inline labels to overlap
+  legend = axis.get_legend()
+  assert [t.get_text() for t in legend.get_texts()] == [
+      "sam (n = 5)", "ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %) (n = 3)"]
+  assert "colour" in legend.get_title().get_text()
+  assert axis.get_ylabel() == "test accuracy (%)"
+  np.testing.assert_allclose(sorted(_bar_half_widths(axis)), sorted(
+      [error_bars.half_width(0.4, 5), error_bars.half_width(0.8, 3)]))
+  colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
+             else line.get_color() for container in axis.containers
+             for line in [container.lines[0]]}
+  assert len(colours) == 2  # SAM's family and SSAM-F's
+
+
+def _landscape_model(scale):
+  x = np.linspace(-1, 1, 3)
+  return {"x": x, "y": x, "loss": scale * (x[None, :] ** 2 + x[:, None] ** 2) + 1}
+
+
+def test_landscape_has_one_colour_scale_with_its_colourbar_and_axis_labels(saved):
+  landscape.plot({"sgd": _landscape_model(3.0), "sam": _landscape_model(1.0)},
+                 "unused.png", "R1")
+  figure = saved[0]
+  colourbars = [a for a in figure.axes if a.get_ylabel().startswith("training loss")
+                and a.name == "rectilinear"]
+  assert len(colourbars) == 1
+  assert colourbars[0].get_ylim() == pytest.approx((1.0, 7.0))  # both models' range
+  contour_axes = [a for a in figure.axes if a.get_title() in ("sgd", "sam")]
+  assert all("direction 1" in a.get_xlabel() for a in contour_axes)
+  assert "direction 2" in contour_axes[0].get_ylabel()
+
+
+def _model_jsons():
+  ratio = {"bin_edges": [-1.0, 0.0, 1.0], "counts": [3, 1], "num_valid": 4,
+           "fraction_below_zero": 0.75}
+  surface = {k: np.asarray(v).tolist() for k, v in _landscape_model(1.0).items()}
+  spectrum = {"grid": [0.0, 1.0, 2.0], "density": [0.1, 0.5, 0.1],
+              "top_eigenvalues": [5.0, 4.0, 3.0, 2.0, 1.0], "k": 5,
+              "lambda1_over_lambdak": 5.0}
+  return {gradient_ratio: {"figure": "Fig. 1", "rho": 0.05, "dataset": "fashion_mnist",
+                           "models": {"sgd": ratio, "ssam-f": ratio}},
+          landscape: {"figure": "Fig. 4", "dataset": "fashion_mnist",
+                      "models": {"sgd": surface, "ssam-f": surface}},
+          hessian: {"figure": "Fig. 5", "dataset": "fashion_mnist",
+                    "models": {"sgd": spectrum, "ssam-f": spectrum}}}
+
+
+def test_redraw_titles_the_regime_and_names_models_by_arm(tmp_path, monkeypatch, saved):
+  monkeypatch.setattr(evidence, "FIGURES", tmp_path)
+  (tmp_path / "overfit").mkdir()
+  for module, data in _model_jsons().items():
+    (tmp_path / "overfit" / module.JSON).write_text(json.dumps(data))
+  evidence.redraw_model_figures("overfit")
+  regime = sweep.REGIMES["overfit"].description
+  for figure in saved:
+    title = figure._suptitle or figure.axes[0].title  # pylint: disable=protected-access
+    assert title.get_text().startswith(regime)
+  for module in evidence.MODEL_FIGURES:
+    data = json.loads((tmp_path / "overfit" / module.JSON).read_text())
+    assert list(data["models"]) == ["sgd", "ssam-f s=0.5"]
