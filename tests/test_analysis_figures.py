@@ -109,6 +109,7 @@ def test_accuracy_vs_sparsity_uses_the_last_epoch_in_percent(tmp_path, runs):
   assert points[1]["n"] == 1
 
 
+@pytest.mark.slow  # trains the demo models
 def test_metrics_figures_with_demo_runs(tmp_path):
   demo_args = DEMO + ["--demo-seeds", "1"]
   data = _check_outputs(training_curves.main(demo_args + ["--out", str(tmp_path)]))

@@ -218,6 +218,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(workdir):
   assert before == {name: (workdir / name).read_text() for name in before}
 
 
+@pytest.mark.slow  # a real multi-epoch run; -m slow runs it
 @testing.requires_fashion_mnist
 def test_skip_nonfinite_steps_skips_a_nan_perturbed_gradient(tmp_path,
                                                              compilation_cache):

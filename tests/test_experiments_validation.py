@@ -101,6 +101,7 @@ def test_label_noise_touches_training_labels_only(raw_train):
   assert abs(np.mean(changed) - 0.45) < 0.05
 
 
+@pytest.mark.slow  # a real multi-epoch run; -m slow runs it
 @testing.requires_fashion_mnist
 def test_validation_every_epoch_test_every_nth_and_the_last(tmp_path):
   config = testing.tiny_config(validation_size=256, num_epochs=3,

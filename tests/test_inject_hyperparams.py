@@ -66,16 +66,18 @@ def test_sam_can_be_wrapped_in_inject_hyperparams(transparent):
       {} if transparent else {"grad_fn": grad_fn})
 
 
-# Every strategy and sparsity with grad_fn; in transparent mode, every
-# strategy at 0.5 and one at the sparsities whose plan skips the mask.
+# Every strategy and sparsity with grad_fn; in transparent mode (with -m
+# slow), every strategy at 0.5 and one at the sparsities that skip the mask.
 CASES = ([(strategy, sparsity, False) for strategy in sorted(STRATEGIES)
           for sparsity in (0.0, 0.5, 1.0)]
-         + [(strategy, 0.5, True) for strategy in sorted(STRATEGIES)]
-         + [("dynamic", 0.0, True), ("dynamic", 1.0, True)])
+         + [pytest.param(strategy, 0.5, True, marks=pytest.mark.slow)
+            for strategy in sorted(STRATEGIES)]
+         + [pytest.param("dynamic", p, True, marks=pytest.mark.slow) for p in (0.0, 1.0)])
 
 
 @pytest.mark.parametrize("strategy,sparsity,transparent", CASES, ids=[
-    f"{s}-{p}-{'transparent' if t else 'grad_fn'}" for s, p, t in CASES])
+    f"{s}-{p}-{'transparent' if t else 'grad_fn'}" for s, p, t in (
+        getattr(case, "values", case) for case in CASES)])
 def test_ssam_can_be_wrapped_in_inject_hyperparams(strategy, sparsity, transparent):
   factory = functools.partial(ssam_jax.ssam, optax.sgd(0.1, momentum=0.9))
   hparams = dict(rho=0.1, sparsity=sparsity, mask=STRATEGIES[strategy](),

@@ -4,6 +4,7 @@ import json
 import pathlib
 import sys
 
+import jax
 import pytest
 
 from experiments import sweep
@@ -133,3 +134,18 @@ def test_gpu_rows_name_their_tensors_and_the_two_files_agree():
   assert set(found) == tensorwise
   last_block = found["resnet18", gpu_step_time.LAST_BLOCK_ROW]
   assert "Conv" not in last_block and "Dense_0" in last_block
+
+
+def test_benchmark_rows_record_what_every_tensorwise_mask_perturbs():
+  """Not only the fast-path rows: the GPU table names every tensor-wise row."""
+  from benchmarks import harness  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from ssam_jax import leaf_filters  # pylint: disable=g-import-not-at-top
+  bench = harness.ModelBench(models.create_model("small_cnn", 10, 4), (28, 28, 1), 10, 8)
+  sizes = dict(zip(leaf_filters.leaf_paths(bench.params),
+                   (int(x.size) for x in jax.tree.leaves(bench.params))))
+  row = harness.RunningStep(bench, harness.OptimizerSpec(
+      "t", "ssam-f", "tensorwise", 0.9))
+  assert row.perturbed is None  # the step itself takes both full gradients
+  assert row.perturbed_leaf_names
+  assert 0 < tensorwise_masks.density(row.perturbed_leaf_names, sizes) <= 0.1
