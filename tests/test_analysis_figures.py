@@ -43,7 +43,7 @@ def test_gradient_ratio_demo(tmp_path):
     assert sum(stats["counts"]) == stats["num_valid"]
 
 
-@pytest.mark.slow  # trains the demo models; test_figure_commands_read_training_program_checkpoints covers the command
+@pytest.mark.slow  # trains the demo models
 def test_landscape_demo(tmp_path):
   data = _check_outputs(landscape.main(
       DEMO + ["--num-points", "5", "--chunk-size", "8", "--out", str(tmp_path)]))
@@ -137,6 +137,7 @@ def test_module_entry_point(tmp_path, runs):
   assert os.path.exists(tmp_path / "cli" / "fig2_training_curves.png")
 
 
+@pytest.mark.slow  # trains a real run first; -m slow runs it
 @testing.requires_fashion_mnist
 def test_figure_commands_read_training_program_checkpoints(tmp_path):
   workdir = str(tmp_path / "run")

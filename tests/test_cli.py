@@ -151,6 +151,7 @@ def test_unexpected_errors_keep_their_traceback(tmp_path, run_cli, monkeypatch):
     run_cli(f"--workdir={tmp_path}")
 
 
+@pytest.mark.slow  # two real command-line runs; -m slow runs them
 @testing.requires_fashion_mnist
 def test_command_line_run_is_quiet_and_a_refused_resume_is_one_line(tmp_path):
   workdir = str(tmp_path / "run")
