@@ -26,6 +26,7 @@ import jax
 from benchmarks import harness
 from experiments import sweep
 from experiments import sweep_arms
+from experiments import sweep_readouts
 from experiments import train
 
 
@@ -86,7 +87,7 @@ def main(argv=None):
   for arm, row in results.items():
     print(f"{arm:40s} {row['ratio_to_sgd']:.2f}x SGD "
           f"({row['epoch_seconds_median']:.2f} s / epoch)")
-  out = args.out or str(sweep.cost_file(args.regime))
+  out = args.out or str(sweep_readouts.cost_file(args.regime))
   with open(out, "w") as f:
     json.dump({"command": harness.command_line("benchmarks.arm_cost"), "backend": jax.default_backend(),
                "regime": args.regime, "rho": rho, "rounds": args.repetitions,

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from experiments import statistics_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep_arms  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tensorwise_masks  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
@@ -183,10 +184,10 @@ def regime_section(regime: str) -> list[str]:
   if summary is None:
     return [f"## {title}", "", "No summary is committed for this regime yet "
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
-  cost_path = ROOT / sweep.cost_file(regime)
+  cost_path = ROOT / sweep_readouts.cost_file(regime)
   cost_report = json.loads(cost_path.read_text()) if cost_path.exists() else None
   costs = cost_report and {
-      label: sweep.training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
+      label: sweep_readouts.training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
       for label, row in cost_report["arms"].items()}
   settings = summary["settings"]
   perturbs = perturbs_of(regime, summary)

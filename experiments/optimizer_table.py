@@ -23,6 +23,9 @@ does not use, so one train step (``experiments.steps``) serves them all.
 * ``ssam-d``: SSAM-D, :func:`ssam_jax.dynamic_mask`.
 * ``ssam-random``: SSAM with a fixed :func:`ssam_jax.random_mask`, the
   control for the Fisher and dynamic masks at the same sparsity.
+* ``ssam-random-resampled``: the random mask drawn anew at every refresh
+  (``random_mask(resample=True)``), on the Fisher mask's schedule: the
+  control that differs from SSAM-F only in how the mask is chosen.
 """
 
 import dataclasses
@@ -229,6 +232,10 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "ssam-random": OptimizerEntry(
         _ssam(lambda hp: ssam_jax.random_mask(seed=hp.seed), reselects=False),
         sharpness_aware=True, has_mask=True),
+    "ssam-random-resampled": OptimizerEntry(
+        _ssam(lambda hp: ssam_jax.random_mask(seed=hp.seed, resample=True),
+              reselects=True),
+        sharpness_aware=True, has_mask=True, reselects=True),
 }
 
 

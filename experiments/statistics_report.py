@@ -136,12 +136,14 @@ def _add_holm(comparisons: list[tuple[tuple[str, str], dict]],
                     "verdict": diff["verdict"] if p < alpha else "tie"}
 
 
-def _paired(arms: dict, by_seed: dict[str, dict[str, dict[int, float]]]) -> None:
-  """Adds ``entry["paired"][metric]["vs_sam" | "vs_sgd"]`` to every arm."""
+def _paired(arms: dict, by_seed: dict[str, dict[str, dict[int, float]]],
+            contrasts: dict[str, tuple[str, ...]]) -> None:
+  """Adds ``entry["paired"][metric]["vs_<reference>"]`` to every arm: SAM,
+  SGD and the arm's ``contrasts``."""
   for metric in PAIRED_METRICS:
     comparisons = []
     for arm, entry in arms.items():
-      for reference in REFERENCES:
+      for reference in REFERENCES + tuple(contrasts.get(arm, ())):
         if (reference == arm or reference not in arms
             or metric not in by_seed[arm] or metric not in by_seed[reference]):
           continue
@@ -151,12 +153,15 @@ def _paired(arms: dict, by_seed: dict[str, dict[str, dict[int, float]]]) -> None
     _add_holm(comparisons)
 
 
-def arm_statistics(rows_by_arm: dict[str, list[dict]]) -> dict:
+def arm_statistics(rows_by_arm: dict[str, list[dict]],
+                   contrasts: dict[str, tuple[str, ...]] | None = None) -> dict:
   """Per arm: metrics in percent over seeds (the early-stopped test accuracy
   with its epochs, see ``experiments.early_stopping``), the mean effective
   radius where recorded, rho, and differences to SAM and SGD in test
-  accuracy, unpaired (``vs_*``) and paired (``paired``); arms without rows
-  are left out."""
+  accuracy, unpaired (``vs_*``) and paired (``paired``), and paired
+  differences to the arms ``contrasts[arm]`` names; arms without rows are
+  left out. Holm's correction runs over every paired comparison of a
+  metric."""
   arms, by_seed = {}, {}
   for arm, rows in rows_by_arm.items():
     if not rows:
@@ -184,7 +189,7 @@ def arm_statistics(rows_by_arm: dict[str, list[dict]]) -> dict:
           and min(arms[reference]["test_accuracy"]["n"], entry["test_accuracy"]["n"]) > 1):
         entry[f"vs_{reference}"] = difference(entry["test_accuracy"],
                                               arms[reference]["test_accuracy"])
-  _paired(arms, by_seed)
+  _paired(arms, by_seed, contrasts or {})
   return arms
 
 

@@ -2,6 +2,7 @@ r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
 
   python -m experiments.sweep run --regime overfit --phase rho [--parallel 2]
   python -m experiments.sweep run --regime overfit --phase arms [--parallel 2]
+  python -m experiments.sweep run --regime label_noise --phase rho-arms
   python -m experiments.sweep table --regime overfit
   python -m experiments.sweep summary --regime overfit
   python -m experiments.sweep runs --regime overfit     # Fig. 3 inputs
@@ -10,18 +11,19 @@ r"""Fashion-MNIST evidence sweeps: rho selection on validation, then every arm.
   python -m experiments.sweep rerun --regime overfit --arm sam --seed 0  # or --index N
 
 A regime is a config (``REGIMES``). Phase ``rho`` trains SAM once (seed 0) at
-each rho of ``RHO_GRID``; phase ``arms`` trains every arm of
-``sweep_arms.ARMS`` at seeds ``SEEDS`` with the rho that gave SAM the best
-final *validation* accuracy (SSAM arms use SAM's rho, as the paper does), the
-``CORE_ARMS`` first, then the ``HEADLINE_ARMS`` at the further seeds of
-``HEADLINE_SEEDS``; phase
-``rho-ssam`` trains SSAM-F at 50 % sparsity on the same grid, to measure
-whether SSAM would prefer another rho. A run is
-identified by its config overrides and seed, so an arm identical to a grid run
-(SAM at the chosen rho, seed 0) is trained once. Runs live in
-``runs/sweeps/<regime>/...``, resume after a kill, and each finished run is
-appended, with its per-epoch metrics and the command that made it, to
-``experiments/results/<regime>_runs.jsonl``; rerunning skips recorded runs.
+each rho of ``RHO_GRID``; phase ``rho-ssam`` does so for SSAM-F at 50 %
+sparsity, to measure whether SSAM would prefer another rho. Phase ``arms``
+trains every arm of ``sweep_arms.ARMS`` at seeds ``SEEDS``, the ``CORE_ARMS``
+first, then the ``HEADLINE_ARMS`` at the further ``HEADLINE_SEEDS``, with the
+rho that gave SAM the best final *validation* accuracy (SSAM arms use SAM's
+rho, as the paper does), or, for an arm with a grid of its own
+(``Arm.rho_grid``, e.g. the radius-controlled arms), with the rho it chose
+the same way in phase ``rho-arms`` (``experiments.rho_search``: the grid grows
+until its best value is bracketed). A run is identified by its config
+overrides and seed, so a grid run that is also an arm's run trains once. Runs
+live in ``runs/sweeps/<regime>/...`` and resume after a kill; each finished
+run is appended, with its per-epoch metrics and the command that made it, to
+``experiments/results/<regime>_runs.jsonl``, and rerunning skips it.
 ``summary`` writes ``experiments/results/<regime>_summary.json`` from that
 file alone. Regime ``augmented`` is the earlier 10-epoch sweep with crop and
 flip (read only: ``table``).
@@ -37,6 +39,7 @@ import subprocess
 import sys
 
 from experiments import optimizer_table
+from experiments import rho_search
 from experiments import run_record
 from experiments import statistics_report
 from experiments import sweep_arms
@@ -114,20 +117,6 @@ def command(regime: str, overrides: dict, seed: int) -> list[str]:
               for key, value in {"seed": seed, **overrides}.items()]
 
 
-def cost_file(regime: str) -> pathlib.Path:
-  """``benchmarks.arm_cost``'s measurement for ``regime`` (see ``Regime.cost_of``)."""
-  measured = REGIMES[regime].cost_of or regime
-  return pathlib.Path("benchmarks/results") / f"{measured}_arm_cost_cpu.json"
-
-
-def training_cost(regime: str, arm: sweep_arms.Arm, epoch_ratio: float) -> float:
-  """An arm's whole training run in units of SGD's, from its epoch's cost
-  (``benchmarks.arm_cost``): ``sgd 2x epochs`` costs twice its epoch."""
-  config = regime_config(regime)
-  epochs = overrides_of(regime, arm, rho=0.0).get("num_epochs", config.num_epochs)
-  return epoch_ratio * epochs / config.num_epochs
-
-
 def results_file(regime: str) -> pathlib.Path:
   if regime == "augmented":
     return RESULTS / "fashion_mnist_sweep.jsonl"
@@ -147,7 +136,7 @@ def _find(rows: list[dict], overrides: dict, seed: int):
                and r["seed"] == seed), None)
 
 
-def _epochs(path: pathlib.Path) -> list[dict]:
+def epochs_of(path: pathlib.Path) -> list[dict]:
   metrics = path / "metrics.jsonl"
   if not metrics.exists():
     return []
@@ -158,7 +147,7 @@ def _record(regime: str, arm: sweep_arms.Arm, overrides: dict, seed: int,
             parallel: int) -> bool:
   """Appends the finished run to the results file; False if it is unfinished."""
   config = regime_config(regime)
-  epochs = _epochs(workdir(regime, overrides, seed))
+  epochs = epochs_of(workdir(regime, overrides, seed))
   wanted = overrides.get("num_epochs", config.num_epochs)
   if not epochs or epochs[-1]["epoch"] < wanted:
     return False
@@ -179,9 +168,16 @@ def _record(regime: str, arm: sweep_arms.Arm, overrides: dict, seed: int,
 def rho_selection(regime: str,
                   arm: sweep_arms.Arm = RHO_ARM) -> dict[float, float]:
   """Final validation accuracy (%) of ``arm`` at each recorded grid rho."""
+  return rho_selection_of(regime, arm, RHO_GRID)
+
+
+def rho_selection_of(regime: str, arm: sweep_arms.Arm,
+                     grid) -> dict[float, float]:
+  """Final validation accuracy (%) of ``arm`` at each recorded rho of ``grid``
+  (the seed-``RHO_SEED`` runs)."""
   rows = recorded_rows(regime)
   found = {}
-  for rho in RHO_GRID:
+  for rho in grid:
     row = _find(rows, overrides_of(regime, arm, rho), RHO_SEED)
     if row is not None:
       found[rho] = 100 * row["validation_accuracy"]
@@ -197,21 +193,44 @@ def selected_rho(regime: str) -> float:
   return max(RHO_GRID, key=lambda rho: (grid[rho], -RHO_GRID.index(rho)))
 
 
+def own_rho_search(regime: str, arm: sweep_arms.Arm) -> rho_search.Search:
+  """Where the search for an arm with ``rho_grid`` stands."""
+  rows = recorded_rows(regime)
+  validation = {}
+  for rho in rho_search.LADDER:
+    if row := _find(rows, overrides_of(regime, arm, rho), RHO_SEED):
+      validation[rho] = 100 * row["validation_accuracy"]
+  return rho_search.search(arm.rho_grid, validation)
+
+
+def arm_rho(regime: str, arm: sweep_arms.Arm) -> float | None:
+  """The rho ``arm`` trains at: SAM's, or its own once chosen (else None)."""
+  if arm.rho_grid is None:
+    return selected_rho(regime)
+  return own_rho_search(regime, arm).selected
+
+
 def jobs(regime: str, phase: str, only: list[sweep_arms.Arm]
          ) -> list[tuple[sweep_arms.Arm, dict, int]]:
-  """(arm, overrides, seed) of every run the phase needs, in priority order."""
+  """(arm, overrides, seed) of every run the phase needs now, in priority
+  order (phase ``rho-arms`` may need more once these are recorded)."""
+  arms = [arm for arm in sweep_arms.ARMS if not only or arm in only]
   if phase in ("rho", "rho-ssam"):
     arm = RHO_ARM if phase == "rho" else RHO_SSAM_ARM
     return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for rho in RHO_GRID]
-  rho = selected_rho(regime)
-  arms = [arm for arm in sweep_arms.ARMS if not only or arm in only]
+  if phase == "rho-arms":
+    return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for arm in arms
+            if arm.rho_grid for rho in own_rho_search(regime, arm).pending]
+  selected_rho(regime)  # SAM's grid must be finished
+  rhos = {arm: arm_rho(regime, arm) for arm in arms}
+  arms = [arm for arm in arms if rhos[arm] is not None]
   core = sweep_arms.CORE_ARMS
   groups = ([a for a in arms if a in core], [a for a in arms if a not in core])
   seeds = REGIMES[regime].seeds
   extra_seeds = [s for s in REGIMES[regime].headline_seeds if s not in seeds]
-  return [(arm, overrides_of(regime, arm, rho), seed)
+  return [(arm, overrides_of(regime, arm, rhos[arm]), seed)
           for group in groups for seed in seeds for arm in group] + [
-              (arm, overrides_of(regime, arm, rho), seed)
+              (arm, overrides_of(regime, arm, rhos[arm]), seed)
               for seed in extra_seeds for arm in arms
               if arm in sweep_arms.HEADLINE_ARMS]
 
@@ -224,6 +243,13 @@ def seeds_of(regime: str, arm: sweep_arms.Arm) -> tuple[int, ...]:
 
 def run(regime: str, phase: str, parallel: int,
         only: list[sweep_arms.Arm]) -> None:
+  """Trains what the phase needs until it needs nothing more."""
+  while pending := _pending(regime, phase, parallel, only):
+    _train(regime, pending, parallel)
+
+
+def _pending(regime, phase, parallel, only):
+  """The phase's unrecorded jobs; records finished runs found on disk."""
   pending = []
   for arm, overrides, seed in jobs(regime, phase, only):
     if _find(recorded_rows(regime), overrides, seed) is not None:
@@ -232,6 +258,12 @@ def run(regime: str, phase: str, parallel: int,
       continue
     if not _record(regime, arm, overrides, seed, parallel):
       pending.append((arm, overrides, seed))
+  return pending
+
+
+def _train(regime, pending, parallel):
+  """Trains ``pending`` jobs, ``parallel`` at a time, recording each."""
+  failed = False
 
   def train(job):
     arm, overrides, seed = job
@@ -247,8 +279,11 @@ def run(regime: str, phase: str, parallel: int,
       if code == 0 and _record(regime, arm, overrides, seed, parallel):
         print(f"recorded {regime} {arm.label} seed {seed}", flush=True)
       else:
+        failed = True
         print(f"FAILED {regime} {arm.label} seed {seed} (exit {code}): "
               f"{workdir(regime, overrides, seed)}/train.log", flush=True)
+  if failed:  # rather than retrying it forever
+    raise SystemExit(f"{regime}: a run failed; see its train.log.")
 
 
 def rows_by_arm(regime: str) -> dict[str, list[dict]]:
@@ -260,10 +295,27 @@ def rows_by_arm(regime: str) -> dict[str, list[dict]]:
     for row in rows:
       grouped.setdefault(row["setting"], []).append(row)
     return grouped
-  rho = selected_rho(regime)
-  return {arm.label: [r for seed in seeds_of(regime, arm)
-                      if (r := _find(rows, overrides_of(regime, arm, rho), seed))]
+  rhos = {arm: arm_rho(regime, arm) for arm in sweep_arms.ARMS}
+  return {arm.label: [r for seed in seeds_of(regime, arm) if rhos[arm] is not None
+                      and (r := _find(rows, overrides_of(regime, arm, rhos[arm]),
+                                      seed))]
           for arm in sweep_arms.ARMS}
+
+
+def own_rho_selection(regime: str) -> dict[str, dict]:
+  """Per arm with its own grid: the validation accuracy (%) at each grid
+  rho, the chosen rho (None until the grid is measured) and whether it is
+  bracketed."""
+  selection = {}
+  for arm in sweep_arms.ARMS:
+    if arm.rho_grid:
+      search = own_rho_search(regime, arm)
+      grid = rho_selection_of(regime, arm, search.grid)
+      if grid:
+        selection[arm.label] = {"validation_accuracy": grid,
+                                "selected": search.selected,
+                                "bracketed": search.bracketed}
+  return selection
 
 
 def table(regime: str) -> str:
@@ -287,62 +339,16 @@ def summary(regime: str) -> dict:
       "rho_selection": {str(k): v for k, v in rho_selection(regime).items()},
       f"rho_selection_{RHO_SSAM_ARM.label}": {
           str(k): v for k, v in rho_selection(regime, RHO_SSAM_ARM).items()},
-      "arms": statistics_report.arm_statistics(grouped),
+      "own_rho_selection": {
+          label: {**found, "validation_accuracy": {
+              str(k): v for k, v in found["validation_accuracy"].items()}}
+          for label, found in own_rho_selection(regime).items()},
+      "arms": statistics_report.arm_statistics(grouped, sweep_arms.CONTRASTS),
   }
 
 
 def summary_file(regime: str) -> pathlib.Path:
   return RESULTS / f"{regime}_summary.json"
-
-
-def compare(regime: str, workdir: str) -> str:
-  """A finished run's final accuracies beside the regime's committed arms."""
-  final = _epochs(pathlib.Path(workdir))[-1]
-  if not summary_file(regime).exists():
-    return (f"This run: test accuracy {100 * final['test_accuracy']:.2f} %. "
-            f"No committed {summary_file(regime)} to compare with.")
-  committed = json.loads(summary_file(regime).read_text())
-  lines = [f"This run ({workdir}, epoch {final['epoch']}): test accuracy "
-           f"{100 * final['test_accuracy']:.2f} %, validation "
-           f"{100 * final.get('validation_accuracy', float('nan')):.2f} %.",
-           f"Committed {committed['description']} "
-           f"(rho {committed['selected_rho']}, {summary_file(regime)}):"]
-  for arm in sweep_arms.HEADLINE_ARMS:
-    stats = committed["arms"].get(arm.label, {}).get("test_accuracy")
-    if stats:
-      lines.append(f"  {arm.label:14s} test accuracy {stats['mean']:.2f} ± "
-                   f"{stats['std']:.2f} % over {stats['n']} seeds")
-  return "\n".join(lines)
-
-
-def exported_model(regime: str, arm: sweep_arms.Arm) -> pathlib.Path:
-  name = arm.label.replace(" ", "_").replace("=", "")
-  return RESULTS / "models" / regime / f"{name}_seed0.msgpack"
-
-
-def export(regime: str) -> list[str]:
-  """Writes the seed-0 models of ``sweep_arms.EXPORTED_ARMS`` (params and BatchNorm
-  statistics only) next to the results, for the analyses."""
-  from experiments.analysis import trained  # pylint: disable=g-import-not-at-top
-  rho = selected_rho(regime)
-  return [trained.export_model(str(workdir(regime, overrides_of(regime, arm, rho), 0)),
-                               str(exported_model(regime, arm)))
-          for arm in sweep_arms.EXPORTED_ARMS]
-
-
-def figure_runs(regime: str) -> list[str]:
-  """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
-  specs = []
-  for label, rows in rows_by_arm(regime).items():
-    arm = sweep_arms.arm(label)
-    if arm.leaves or arm.doubled or arm.label_noise is not None:
-      continue  # an ablation, a longer schedule or label noise
-    name = arm.optimizer + ("-tensorwise" if arm.tensorwise else "")
-    if arm.sparsity is not None:
-      name += f"@{arm.sparsity}"
-    specs += [f"{name}={workdir(regime, row['overrides'], row['seed'])}"
-              for row in rows]
-  return specs
 
 
 def main(argv=None):
@@ -351,7 +357,8 @@ def main(argv=None):
   parser.add_argument("action", choices=("run", "table", "summary", "runs",
                                          "compare", "selected-rho", "export", "rerun"))
   parser.add_argument("--regime", choices=tuple(REGIMES), required=True)
-  parser.add_argument("--phase", choices=("rho", "arms", "rho-ssam"), default="arms")
+  parser.add_argument("--phase", choices=("rho", "arms", "rho-ssam", "rho-arms"),
+                      default="arms")
   parser.add_argument("--parallel", type=int, default=1)
   parser.add_argument("--only", default="", help="comma-separated arm names")
   parser.add_argument("--workdir", help="the run to compare (compare)")
@@ -359,6 +366,7 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, help="rerun: the record's seed")
   parser.add_argument("--index", type=int, help="rerun: the record's 0-based line")
   args = parser.parse_args(argv)
+  from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top
   if args.action == "rerun":  # experiments.rerun has the details
     from experiments import rerun  # pylint: disable=g-import-not-at-top
     sys.exit(rerun.main(args.regime, args.arm, args.seed, args.index))
@@ -375,15 +383,15 @@ def main(argv=None):
     path.write_text(json.dumps(summary(args.regime), indent=1) + "\n")
     print(f"wrote {path}")
   elif args.action == "export":
-    print("\n".join(export(args.regime)))
+    print("\n".join(sweep_readouts.export(args.regime)))
   elif args.action == "compare":
-    print(compare(args.regime, args.workdir))
+    print(sweep_readouts.compare(args.regime, args.workdir))
   elif args.action == "selected-rho":  # from the committed summary
     if not summary_file(args.regime).exists():
       raise SystemExit(f"no {summary_file(args.regime)}")
     print(json.loads(summary_file(args.regime).read_text())["selected_rho"])
   elif args.action == "runs":
-    print(" ".join(figure_runs(args.regime)))
+    print(" ".join(sweep_readouts.figure_runs(args.regime)))
   else:
     print(table(args.regime))
 

@@ -19,6 +19,7 @@ import dataclasses
 from typing import Any, Optional
 
 from experiments import optimizer_table
+from experiments import rho_search
 
 # Config values of the tensor-wise arms: the fast path needs all three.
 TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
@@ -40,6 +41,12 @@ class Arm:
       fast path (``TENSORWISE``).
     leaves: a key of ``LEAF_GROUPS`` the perturbation is confined to.
     doubled: a key of ``DOUBLED``: the arm runs twice the regime's value.
+    normalize: ``"masked"``: SSAM's ``eps`` is normalised by the masked
+      gradient, so ``||eps|| = rho`` at every sparsity; ``None``: the
+      config's (the paper's ``"full"``).
+    rho_grid: the arm chooses its own rho on validation, starting from this
+      grid (``experiments.rho_search``); ``None``: it trains at the rho
+      chosen for SAM, as the paper does.
     label_noise: the label noise of the legacy sweep's noisy rows; later
       sweeps give noise a regime of its own.
   """
@@ -49,6 +56,8 @@ class Arm:
   tensorwise: bool = False
   leaves: Optional[str] = None
   doubled: Optional[str] = None
+  normalize: Optional[str] = None
+  rho_grid: Optional[tuple[float, ...]] = None
   label_noise: Optional[float] = None
 
   def __post_init__(self):
@@ -62,16 +71,30 @@ class Arm:
     if self.doubled is not None and self.doubled not in DOUBLED:
       raise ValueError(f"Arm doubled={self.doubled!r}: expected one of "
                        f"{', '.join(DOUBLED)}.")
+    if self.normalize not in (None, "masked") or (
+        self.normalize and (not has_mask or self.tensorwise)):
+      raise ValueError(f"Arm normalize={self.normalize!r}: expected None or "
+                       "'masked', on an unstructured sparse arm.")
+    if self.rho_grid is not None:
+      if not optimizer_table.get(self.optimizer).sharpness_aware:
+        raise ValueError(f"Arm rho_grid={self.rho_grid!r}: {self.optimizer!r} "
+                         "has no rho.")
+      rho_search.check_start(self.rho_grid, "Arm rho_grid")
 
   @property
   def label(self) -> str:
-    """``[noiseN ]optimizer[ tensorwise][ s=S][ leaves][ 2x what]``."""
+    """``[noiseN ]optimizer[ tensorwise][ s=S][ masked][ own rho][ leaves][
+    2x what]``."""
     words = [] if self.label_noise is None else [f"noise{self.label_noise:g}"]
     words.append(self.optimizer)
     if self.tensorwise:
       words.append("tensorwise")
     if self.sparsity is not None:
       words.append(f"s={self.sparsity:g}")
+    if self.normalize is not None:
+      words.append(self.normalize)
+    if self.rho_grid is not None:
+      words.append("own rho")
     if self.leaves is not None:
       words.append(self.leaves)
     if self.doubled is not None:
@@ -121,6 +144,8 @@ class Arm:
       values["sparsity"] = self.sparsity
     if self.tensorwise:
       values.update(TENSORWISE)
+    if self.normalize is not None:
+      values["normalize"] = self.normalize
     if self.leaves is not None:
       values["perturbed_leaves"] = LEAF_GROUPS[self.leaves]
     if self.doubled is not None:
@@ -140,6 +165,26 @@ ARMS = (
     Arm("ssam-f", 0.9, tensorwise=True, leaves="last block"),
     Arm("sam", doubled="weight_decay_sam"),
 )
+# The radius-controlled arms: each mask at 90 % and 99 % sparsity, with the
+# paper's normalisation (||eps|| shrinks with the mask) and the masked one
+# (||eps|| = rho), each at its own rho. The random mask is redrawn on the
+# Fisher mask's schedule, so that it differs from SSAM-F only in how the mask
+# is chosen. The start grids centre on the rho whose radius matches SAM's
+# (rho 0.2 in R2): the radius is rho with "masked", and between 0.1 rho
+# (random, 99 %) and about 0.6 rho (Fisher, 90 %) with "full".
+RADIUS_MASKS = ("ssam-f", "ssam-d", "ssam-random-resampled")
+_RADIUS_GRIDS = {(0.9, "masked"): (0.1, 0.2, 0.5), (0.9, None): (0.2, 0.5, 1.0),
+                 (0.99, "masked"): (0.1, 0.2, 0.5), (0.99, None): (0.5, 1.0, 2.0)}
+RADIUS_ARMS = tuple(
+    Arm(mask, sparsity, normalize=normalize, rho_grid=grid)
+    for (sparsity, normalize), grid in _RADIUS_GRIDS.items()
+    for mask in RADIUS_MASKS)
+ARMS += RADIUS_ARMS
+# Paired comparisons besides SAM and SGD, by arm label: at equal radius
+# ("masked") or each at its own rho, does a mask beat the random one?
+CONTRASTS = {
+    arm.label: (dataclasses.replace(arm, optimizer="ssam-random-resampled").label,)
+    for arm in RADIUS_ARMS if arm.optimizer != "ssam-random-resampled"}
 # The arms that answer the main question, trained at every seed before the rest.
 CORE_ARMS = (SAM, SGD, SSAM_F_HALF, Arm("ssam-d", 0.5), Arm("ssam-random", 0.5))
 # The headline comparison, trained at more seeds.

@@ -98,6 +98,10 @@ INNERS.update({
     f"ssam-{name}": lambda rho=RHO, strategy=strategy: ssam_jax.ssam(
         base_optimizer(), rho, 0.5, mask=strategy(), mask_update_every=2)
     for name, strategy in STRATEGIES.items()})
+# The dynamic and random masks repeat the Fisher mask's path through the
+# wrapper: they run with the slow tests.
+INNER_PARAMS = [pytest.param(name, marks=pytest.mark.slow)
+                if name in ("ssam-dynamic", "ssam-random") else name for name in INNERS]
 
 
 def train_with_fisher(opt, params=None, steps=6, ascend=None):
@@ -118,7 +122,7 @@ def train_with_fisher(opt, params=None, steps=6, ascend=None):
   return params, state
 
 
-@pytest.mark.parametrize("name", INNERS)
+@pytest.mark.parametrize("name", INNER_PARAMS)
 def test_every_one_reproduces_inner_exactly(name):
   expected, expected_state = train_with_fisher(INNERS[name]())
   actual, state = train_with_fisher(ssam_jax.looksam(INNERS[name](), every=1, alpha=0.7))
@@ -133,7 +137,7 @@ def test_rho_zero_reproduces_base_optimizer_exactly(name):
   chex.assert_trees_all_equal(actual, expected)
 
 
-@pytest.mark.parametrize("name", INNERS)
+@pytest.mark.parametrize("name", INNER_PARAMS)
 def test_alpha_zero_is_the_ascent_every_k_updates(name):
   expected, expected_state = train_with_fisher(
       ssam_jax.scheduled_ascent(INNERS[name](), every=3))

@@ -140,6 +140,10 @@ def inners():
 
 
 INNERS = dict(inners())
+# The dynamic and random masks repeat the Fisher mask's path through the
+# wrapper: they run with the slow tests.
+INNER_PARAMS = [pytest.param(name, marks=pytest.mark.slow)
+                if name in ("ssam-dynamic", "ssam-random") else name for name in INNERS]
 
 
 def fisher_kwargs(batch):
@@ -162,7 +166,7 @@ def train_with_fisher(opt, steps=6):
   return params, state
 
 
-@pytest.mark.parametrize("name", INNERS)
+@pytest.mark.parametrize("name", INNER_PARAMS)
 @pytest.mark.parametrize("schedule", [{"every": 1}, {"probability": 1.0}],
                          ids=["every=1", "probability=1"])
 def test_always_ascending_reproduces_inner_exactly(name, schedule):

@@ -11,6 +11,7 @@ import pytest
 from experiments import statistics_report
 from experiments import sweep
 from experiments import sweep_arms
+from experiments import sweep_readouts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -107,6 +108,52 @@ def test_summary_has_the_documented_shape(fake_results):
   assert summary["settings"]["validation_size"] > 0
 
 
+def _append(results, rows):
+  with (results / "overfit_runs.jsonl").open("a") as out:
+    out.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_an_own_rho_arm_grows_its_grid_then_trains_every_seed_at_its_best(
+    fake_results):
+  own = sweep_arms.Arm("ssam-f", 0.9, normalize="masked", rho_grid=(0.1, 0.2, 0.5))
+  assert own in sweep_arms.RADIUS_ARMS and own.label == "ssam-f s=0.9 masked own rho"
+
+  def grid_jobs():
+    return [o["rho"] for _, o, seed in sweep.jobs("overfit", "rho-arms", [own])
+            if seed == sweep.RHO_SEED]
+
+  assert grid_jobs() == [0.1, 0.2, 0.5]
+  assert not sweep.jobs("overfit", "arms", [own])  # no rho chosen yet
+  validation = {0.1: 0.80, 0.2: 0.84, 0.5: 0.86, 1.0: 0.85}
+  _append(fake_results, [_row("overfit", own.label, sweep.overrides_of(
+      "overfit", own, rho), 0, 0.5, validation[rho]) for rho in (0.1, 0.2, 0.5)])
+  assert grid_jobs() == [1.0]  # 0.5 is best but at the end: the grid grows
+  _append(fake_results, [_row("overfit", own.label, sweep.overrides_of(
+      "overfit", own, 1.0), 0, 0.5, validation[1.0])])
+  assert not grid_jobs()
+  assert sweep.arm_rho("overfit", own) == 0.5
+  jobs = sweep.jobs("overfit", "arms", [own])
+  assert {o["rho"] for _, o, _ in jobs} == {0.5}
+  assert [seed for *_, seed in jobs] == list(sweep.REGIMES["overfit"].seeds)
+  assert {o["normalize"] for _, o, _ in jobs} == {"masked"}
+  selection = sweep.summary("overfit")["own_rho_selection"][own.label]
+  assert selection["selected"] == 0.5 and selection["bracketed"]
+  assert set(selection["validation_accuracy"]) == {"0.1", "0.2", "0.5", "1.0"}
+  # Its seed-0 grid run counts as the arm's seed 0.
+  assert [r["seed"] for r in sweep.rows_by_arm("overfit")[own.label]] == [0]
+
+
+def test_radius_arms_pair_every_mask_with_both_normalisations():
+  arms = sweep_arms.RADIUS_ARMS
+  assert {(a.optimizer, a.sparsity, a.normalize) for a in arms} == {
+      (mask, s, n) for mask in ("ssam-f", "ssam-d", "ssam-random-resampled")
+      for s in (0.9, 0.99) for n in ("masked", None)}
+  assert all(a.rho_grid and a in sweep_arms.ARMS for a in arms)
+  # The random control is redrawn on the Fisher mask's schedule.
+  from experiments import optimizer_table  # pylint: disable=g-import-not-at-top
+  assert optimizer_table.get("ssam-random-resampled").reselects
+
+
 def test_overrides_double_the_regime_values():
   config = sweep.regime_config("overfit")
   longer = sweep.overrides_of("overfit", sweep_arms.arm("sgd 2x epochs"), 0.1)
@@ -146,7 +193,8 @@ def test_every_committed_label_resolves_to_an_arm_with_its_overrides():
     assert arm.overrides(configs[regime]) == recorded, (name, label)
     checked.add(label)
   assert set(sweep_arms.LEGACY_ARMS) <= checked  # no stale legacy entry
-  assert {arm.label for arm in sweep_arms.ARMS} <= checked
+  # An arm with a rho grid of its own is recorded once its search runs.
+  assert {arm.label for arm in sweep_arms.ARMS if not arm.rho_grid} <= checked
 
 
 def test_labels_are_derived_as_the_committed_summaries_spell_them():
@@ -154,10 +202,11 @@ def test_labels_are_derived_as_the_committed_summaries_spell_them():
   assert len(set(labels)) == len(labels)
   for regime in ("overfit", "label_noise"):
     summary = json.loads(sweep.summary_file(regime).read_text())
-    assert list(summary["arms"]) == labels
+    assert list(summary["arms"]) == [l for l in labels if l in summary["arms"]]
+    assert {arm.label for arm in sweep_arms.ARMS if not arm.rho_grid} <= set(summary["arms"])
     assert f"rho_selection_{sweep.RHO_SSAM_ARM.label}" in summary
   assert sweep_arms.arm("random s=0.5") == sweep_arms.Arm("ssam-random", 0.5)
-  assert sweep.exported_model("overfit", sweep_arms.SSAM_F_HALF).name == (
+  assert sweep_readouts.exported_model("overfit", sweep_arms.SSAM_F_HALF).name == (
       "ssam-f_s0.5_seed0.msgpack")
 
 
@@ -167,6 +216,10 @@ def test_labels_are_derived_as_the_committed_summaries_spell_them():
     (dict(optimizer="adam"), "adam"),
     (dict(optimizer="sam", doubled="rho"), "doubled"),
     (dict(optimizer="sam", leaves="first block"), "leaves"),
+    (dict(optimizer="sam", normalize="masked"), "normalize"),
+    (dict(optimizer="ssam-f", sparsity=0.9, normalize="full"), "normalize"),
+    (dict(optimizer="sgd", rho_grid=(0.1, 0.2)), "rho_grid"),
+    (dict(optimizer="sam", rho_grid=(0.1, 0.5)), "rho_grid"),
 ])
 def test_arms_reject_what_they_cannot_run(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -180,7 +233,7 @@ def test_unknown_labels_name_the_arms():
 
 def test_figure_runs_name_each_run_by_its_arm(fake_results):
   del fake_results
-  specs = sweep.figure_runs("overfit")
+  specs = sweep_readouts.figure_runs("overfit")
   assert [spec.split("=")[0] for spec in specs] == (
       ["sam"] * 3 + ["ssam-f@0.5"] + ["sgd"] * 3)
   assert specs[0].split("=", 1)[1] == str(sweep.workdir(
@@ -188,7 +241,7 @@ def test_figure_runs_name_each_run_by_its_arm(fake_results):
 
 
 def test_figure_runs_of_the_legacy_sweep_use_todays_names():
-  names = [spec.split("=")[0] for spec in sweep.figure_runs("augmented")]
+  names = [spec.split("=")[0] for spec in sweep_readouts.figure_runs("augmented")]
   assert names.count("ssam-random@0.5") == 3
   assert names.count("ssam-f-tensorwise@0.5") == 3
   assert not any("noise" in name or " " in name for name in names)

@@ -21,8 +21,8 @@ sys.path.insert(0, str(HERE))
 from sharding import runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def _run_cases(tmp_path_factory, names) -> dict:
+  """Runs the named cases in one subprocess; returns their results."""
   out = tmp_path_factory.mktemp("sharding") / "results.json"
   # The cases import experiments/, which is not installed: the root goes on
   # the path of the subprocess, which runs from tests/ to find the package.
@@ -31,7 +31,7 @@ def results(tmp_path_factory):
   env.pop("XLA_FLAGS", None)
   try:
     run = subprocess.run(
-        [sys.executable, "-m", "sharding", str(out)],
+        [sys.executable, "-m", "sharding", str(out), *names],
         cwd=HERE, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
   except subprocess.TimeoutExpired:
     pytest.fail(f"python -m sharding exceeded {TIMEOUT_S} s")
@@ -39,7 +39,32 @@ def results(tmp_path_factory):
   return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("name", sorted(runner.load_cases()))
-def test_case(results, name):
+CASES = runner.load_cases()
+FAST = sorted(set(CASES) - runner.SLOW_CASES)
+SLOW = sorted(runner.SLOW_CASES)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+  return _run_cases(tmp_path_factory, FAST)
+
+
+@pytest.fixture(scope="module")
+def slow_results(tmp_path_factory):
+  return _run_cases(tmp_path_factory, SLOW)
+
+
+def _check(results, name):
   assert name in results, f"{name} did not run"
   assert results[name] == "ok", results[name]
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_case(results, name):
+  _check(results, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_slow_case(slow_results, name):
+  _check(slow_results, name)

@@ -136,6 +136,7 @@ def test_gpu_rows_name_their_tensors_and_the_two_files_agree():
   assert "Conv" not in last_block and "Dense_0" in last_block
 
 
+@pytest.mark.slow  # compiles a benchmark step
 def test_benchmark_rows_record_what_every_tensorwise_mask_perturbs():
   """Not only the fast-path rows: the GPU table names every tensor-wise row."""
   from benchmarks import harness  # pylint: disable=g-import-not-at-top

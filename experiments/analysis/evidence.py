@@ -6,13 +6,13 @@ r"""A sweep regime's figures, from committed files.
 
 Reads ``experiments/results/<regime>_runs.jsonl`` (every run's final metrics)
 and, when present, the regime's ``benchmarks.arm_cost`` measurement
-(``sweep.cost_file``: each arm's epoch time as a ratio to SGD's), and writes into
+(``sweep_readouts.cost_file``: each arm's epoch time as a ratio to SGD's), and writes into
 ``experiments/results/figures/<regime>/``:
 
 - ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
   sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
 - ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against the cost
-  of its whole training run in units of SGD's (``sweep.training_cost``).
+  of its whole training run in units of SGD's (``sweep_readouts.training_cost``).
 
 Both draw the mean over seeds with its 95 % confidence interval
 (``error_bars``) and name each tensor-wise arm by what it perturbs
@@ -33,6 +33,7 @@ import sys
 from experiments import statistics_report
 from experiments import sweep
 from experiments import sweep_arms
+from experiments import sweep_readouts
 from experiments import tensorwise_masks
 from experiments.analysis import accuracy_vs_sparsity
 from experiments.analysis import error_bars
@@ -124,10 +125,10 @@ def make_figures(regime: str) -> list[str]:
        "source": str(sweep.results_file(regime)),
        "std": "sample std over seeds (ddof 1)", "error_bars": error_bars.CAPTION,
        **results}))
-  cost_file = sweep.cost_file(regime)
+  cost_file = sweep_readouts.cost_file(regime)
   if cost_file.exists():
     costs = json.loads(cost_file.read_text())["arms"]
-    points = [{"arm": label, "display": names[label], "cost": sweep.training_cost(
+    points = [{"arm": label, "display": names[label], "cost": sweep_readouts.training_cost(
         regime, sweep_arms.arm(label), costs[label]["ratio_to_sgd"]),
                **entry["test_accuracy"]}
               for label, entry in arms.items() if label in costs]

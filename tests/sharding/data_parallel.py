@@ -39,7 +39,7 @@ def data_parallel_ssam_fisher():
   _data_parallel("ssam-f")
 
 
-@case
+@case(slow=True)
 def data_parallel_ssam_dynamic():
   _data_parallel("ssam-d")
 

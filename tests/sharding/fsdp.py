@@ -88,12 +88,12 @@ def fsdp_explicit_ssam_fisher():
   _fsdp("ssam-f", AxisType.Explicit)
 
 
-@case
+@case(slow=True)
 def fsdp_explicit_ssam_dynamic():
   _fsdp("ssam-d", AxisType.Explicit)
 
 
-@case
+@case(slow=True)
 def fsdp_auto_ssam_fisher():
   _fsdp("ssam-f", AxisType.Auto)
 
@@ -164,7 +164,7 @@ def _assert_only_scalar_collectives(found):
     assert all(s == "" for s in shapes), f"non-scalar {op}: {result_type}"
 
 
-@case
+@case(slow=True)
 def fsdp_topk_no_gather_explicit():
   for strategy in (ssam_jax.fisher_mask(), ssam_jax.dynamic_mask(total_steps=9)):
     _assert_only_scalar_collectives(

@@ -20,11 +20,19 @@ NUM_DEVICES = 8
 CASE_MODULES = ("data_parallel", "shard_map", "fsdp")
 
 CASES = {}
+# Cases that repeat a covered path with another mask strategy or sharding
+# mode: they run with ``pytest -m slow``.
+SLOW_CASES = set()
 
 
-def case(fn):
-  """Registers ``fn`` as a case, named by its function name."""
+def case(fn=None, *, slow=False):
+  """Registers ``fn`` as a case, named by its function name; ``slow``: it
+  runs only with the slow tests."""
+  if fn is None:
+    return lambda fn: case(fn, slow=slow)
   CASES[fn.__name__] = fn
+  if slow:
+    SLOW_CASES.add(fn.__name__)
   return fn
 
 

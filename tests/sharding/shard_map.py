@@ -46,7 +46,7 @@ def axis_name_ssam_fisher():
   _axis_name("ssam-f")
 
 
-@case
+@case(slow=True)
 def axis_name_ssam_dynamic():
   _axis_name("ssam-d")
 

@@ -1,0 +1,81 @@
+"""What the sweeps' records give besides tables: comparisons, models, runs.
+
+* :func:`compare`: a finished run beside the committed arms of its regime
+  (``python -m experiments.sweep compare``).
+* :func:`export`: the seed-0 models the analyses read (``... export``).
+* :func:`figure_runs`: the runs of the sparsity axis, for Fig. 3
+  (``... runs``).
+* :func:`cost_file`, :func:`training_cost`: what each arm costs, from
+  ``benchmarks.arm_cost``.
+"""
+
+import json
+import pathlib
+
+from experiments import sweep
+from experiments import sweep_arms
+
+
+def compare(regime: str, workdir: str) -> str:
+  """A finished run's final accuracies beside the regime's committed arms."""
+  final = sweep.epochs_of(pathlib.Path(workdir))[-1]
+  if not sweep.summary_file(regime).exists():
+    return (f"This run: test accuracy {100 * final['test_accuracy']:.2f} %. "
+            f"No committed {sweep.summary_file(regime)} to compare with.")
+  committed = json.loads(sweep.summary_file(regime).read_text())
+  lines = [f"This run ({workdir}, epoch {final['epoch']}): test accuracy "
+           f"{100 * final['test_accuracy']:.2f} %, validation "
+           f"{100 * final.get('validation_accuracy', float('nan')):.2f} %.",
+           f"Committed {committed['description']} "
+           f"(rho {committed['selected_rho']}, {sweep.summary_file(regime)}):"]
+  for arm in sweep_arms.HEADLINE_ARMS:
+    stats = committed["arms"].get(arm.label, {}).get("test_accuracy")
+    if stats:
+      lines.append(f"  {arm.label:14s} test accuracy {stats['mean']:.2f} ± "
+                   f"{stats['std']:.2f} % over {stats['n']} seeds")
+  return "\n".join(lines)
+
+
+def exported_model(regime: str, arm: sweep_arms.Arm) -> pathlib.Path:
+  name = arm.label.replace(" ", "_").replace("=", "")
+  return sweep.RESULTS / "models" / regime / f"{name}_seed0.msgpack"
+
+
+def export(regime: str) -> list[str]:
+  """Writes the seed-0 models of ``sweep_arms.EXPORTED_ARMS`` (params and BatchNorm
+  statistics only) next to the results, for the analyses."""
+  from experiments.analysis import trained  # pylint: disable=g-import-not-at-top
+  rho = sweep.selected_rho(regime)
+  return [trained.export_model(
+      str(sweep.workdir(regime, sweep.overrides_of(regime, arm, rho), 0)),
+      str(exported_model(regime, arm))) for arm in sweep_arms.EXPORTED_ARMS]
+
+
+def figure_runs(regime: str) -> list[str]:
+  """``OPT[@SPARSITY]=PATH`` of each recorded arm run on the sparsity axis."""
+  specs = []
+  for label, rows in sweep.rows_by_arm(regime).items():
+    arm = sweep_arms.arm(label)
+    if (arm.leaves or arm.doubled or arm.label_noise is not None
+        or arm.normalize or arm.rho_grid):
+      continue  # an ablation, a longer schedule, label noise or its own rho
+    name = arm.optimizer + ("-tensorwise" if arm.tensorwise else "")
+    if arm.sparsity is not None:
+      name += f"@{arm.sparsity}"
+    specs += [f"{name}={sweep.workdir(regime, row['overrides'], row['seed'])}"
+              for row in rows]
+  return specs
+
+
+def cost_file(regime: str) -> pathlib.Path:
+  """``benchmarks.arm_cost``'s measurement for ``regime`` (see ``Regime.cost_of``)."""
+  measured = sweep.REGIMES[regime].cost_of or regime
+  return pathlib.Path("benchmarks/results") / f"{measured}_arm_cost_cpu.json"
+
+
+def training_cost(regime: str, arm: sweep_arms.Arm, epoch_ratio: float) -> float:
+  """An arm's whole training run in units of SGD's, from its epoch's cost
+  (``benchmarks.arm_cost``): ``sgd 2x epochs`` costs twice its epoch."""
+  config = sweep.regime_config(regime)
+  epochs = sweep.overrides_of(regime, arm, rho=0.0).get("num_epochs", config.num_epochs)
+  return epoch_ratio * epochs / config.num_epochs

@@ -1,0 +1,57 @@
+"""experiments.rho_search: a grid grows until it brackets its best value."""
+
+import pytest
+
+from experiments import rho_search
+
+
+def _accuracy_peaking_at(peak):
+  """A validation curve, unimodal in log rho, with its maximum at ``peak``."""
+  index = rho_search.LADDER.index(peak)
+  return {rho: 90.0 - abs(i - index) for i, rho in enumerate(rho_search.LADDER)}
+
+
+def _run_search(start, curve):
+  """Trains (looks up) every pending value until the search selects one."""
+  measured, trained = {}, []
+  while (state := rho_search.search(start, measured)).pending:
+    for rho in state.pending:
+      measured[rho] = curve[rho]
+      trained.append(rho)
+  return state, trained
+
+
+def test_an_unmeasured_grid_is_all_pending():
+  state = rho_search.search((0.1, 0.2, 0.5), {0.2: 80.0})
+  assert state.pending == (0.1, 0.5)
+  assert state.selected is None
+
+
+def test_an_interior_best_is_selected_without_growing_the_grid():
+  state, trained = _run_search((0.1, 0.2, 0.5), _accuracy_peaking_at(0.2))
+  assert (state.selected, state.bracketed) == (0.2, True)
+  assert trained == [0.1, 0.2, 0.5]
+
+
+@pytest.mark.parametrize("peak, extra", [(1.0, [1.0, 2.0]), (0.02, [0.05, 0.02, 0.01])])
+def test_a_best_value_at_an_end_grows_the_grid_until_it_is_bracketed(peak, extra):
+  state, trained = _run_search((0.1, 0.2, 0.5), _accuracy_peaking_at(peak))
+  assert state.selected == peak and state.bracketed
+  assert trained == [0.1, 0.2, 0.5] + extra
+  assert state.grid[0] < peak < state.grid[-1]
+
+
+def test_the_end_of_the_ladder_is_selected_but_not_bracketed():
+  state, _ = _run_search((5.0, 10.0), _accuracy_peaking_at(10.0))
+  assert (state.selected, state.bracketed) == (10.0, False)
+
+
+def test_a_tie_selects_the_smaller_rho():
+  state = rho_search.search((0.1, 0.2, 0.5), {0.1: 80.0, 0.2: 85.0, 0.5: 85.0})
+  assert state.selected == 0.2
+
+
+@pytest.mark.parametrize("start", [(0.2,), (0.1, 0.5), (0.2, 0.1), (0.3, 0.5)])
+def test_a_start_grid_off_the_ladder_is_refused(start):
+  with pytest.raises(ValueError, match="rho_grid"):
+    rho_search.search(start, {})
