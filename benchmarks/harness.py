@@ -7,6 +7,7 @@ the dataset's shape: step time does not depend on their values.
 """
 
 import argparse
+import collections
 import dataclasses
 import sys
 import time
@@ -25,6 +26,7 @@ from experiments import steps
 
 NO_REFRESH = 10**9  # mask_update_every for timing steps without a refresh
 TOTAL_STEPS = 10_000  # length of SSAM-D's drop-rate decay
+RANDOM_WINDOW = 20  # steps per timed call of a random ascent (probability)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,9 @@ class OptimizerSpec:
     static_refresh: ``True``: the refresh decision is a static argument of
       each step, as the training program passes it; ``False``: ``update``
       decides under ``lax.cond``.
+    ascent, ascent_every, ascent_probability, ascent_batch_fraction: the
+      cheaper ascent (``experiments.ascents``), decided on the host as the
+      training program does.
   """
 
   name: str
@@ -54,6 +59,10 @@ class OptimizerSpec:
   mask_update_every: int = NO_REFRESH
   perturbed_leaves: Optional[str] = None
   static_refresh: bool = True
+  ascent: str = "always"
+  ascent_every: int = 1
+  ascent_probability: float = 0.0
+  ascent_batch_fraction: float = 1.0
 
   def hyperparams(self) -> optimizer_table.Hyperparams:
     overrides = {} if self.sparsity is None else {"sparsity": self.sparsity}
@@ -62,10 +71,18 @@ class OptimizerSpec:
         mask_update_every=self.mask_update_every, pattern=self.pattern,
         normalize="masked" if self.fast_path else "full",
         perturbed_leaves=self.perturbed_leaves,
-        static_refresh=self.static_refresh, **overrides)
+        static_refresh=self.static_refresh, ascent=self.ascent,
+        ascent_every=self.ascent_every,
+        ascent_probability=self.ascent_probability,
+        ascent_batch_fraction=self.ascent_batch_fraction, static_ascent=True,
+        **overrides)
 
   def build(self) -> optimizer_table.Built:
     return optimizer_table.build(self.optimizer, self.hyperparams())
+
+  @property
+  def cheaper_ascent(self) -> bool:
+    return self.ascent != "always" or self.ascent_batch_fraction != 1
 
 
 def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
@@ -92,6 +109,28 @@ def standard_specs(last_block: Optional[str] = None) -> list[OptimizerSpec]:
   return specs
 
 
+# The cheaper ascents (docs/efficient.md) by the words of their row.
+ASCENT_VARIANTS = {
+    "every 2": dict(ascent="scheduled", ascent_every=2),
+    "every 5": dict(ascent="scheduled", ascent_every=5),
+    "p=0.2": dict(ascent="scheduled", ascent_probability=0.2),
+    "looksam 5": dict(ascent="looksam", ascent_every=5),
+    "msam": dict(ascent="msam"),
+    "ascent 1/4 batch": dict(ascent_batch_fraction=0.25),
+}
+
+
+def ascent_specs() -> list[OptimizerSpec]:
+  """Each cheaper ascent dense (``"sam <variant>"``) and with SSAM-F at 50 %
+  (``"ssam-F unstructured s=0.5 <variant>"``)."""
+  specs = []
+  for words, ascent in ASCENT_VARIANTS.items():
+    specs.append(OptimizerSpec(f"sam {words}", "sam", **ascent))
+    specs.append(OptimizerSpec(f"ssam-F unstructured s=0.5 {words}", "ssam-f",
+                               "unstructured", 0.5, **ascent))
+  return specs
+
+
 class ModelBench:
   """A Flax model with a random batch, and the train step of any optimizer on it.
 
@@ -112,23 +151,27 @@ class ModelBench:
     self.loss_fns = steps.flax_loss_fns(model)
 
   def make_step(self, built: optimizer_table.Built, perturbed: Optional[tuple] = None,
-                refresh: Optional[bool] = None, trace_counter: Optional[list] = None):
+                refresh: Optional[bool] = None, trace_counter: Optional[list] = None,
+                ascend: Optional[bool] = None):
     """The jitted train step of ``built`` with donated params and states.
 
     ``perturbed`` selects the fast path; ``refresh`` is static, or ``None``
-    for the optimizer's traced schedule. Each trace appends to
-    ``trace_counter``, so retracing can be asserted.
+    for the optimizer's traced schedule; ``ascend`` is static for a host
+    ascent schedule (``built.host_ascent``), else ``None``. Each trace
+    appends to ``trace_counter``, so retracing can be asserted.
     """
     train_step = steps.make_train_step(
         self.loss_fns, built.optimizer, fisher_unroll=optimizers.fisher_unroll(),
-        num_fisher_samples=built.num_fisher_samples(
-            min(optimizers.default_num_fisher_samples(), len(self.batch["label"]))))
+        **built.step_options(min(optimizers.default_num_fisher_samples(),
+                                 len(self.batch["label"]))))
+    static = {"perturbed": perturbed, "refresh": refresh}
+    if ascend is not None:
+      static["ascend"] = ascend
 
     def step(params, opt_state, batch_stats, batch):
       if trace_counter is not None:
         trace_counter.append(perturbed)
-      out = train_step(params, opt_state, batch_stats, batch, perturbed=perturbed,
-                       refresh=refresh)
+      out = train_step(params, opt_state, batch_stats, batch, **static)
       return out.params, out.opt_state, out.model_state, out.loss
 
     return jax.jit(step, donate_argnums=(0, 1, 2))
@@ -155,9 +198,18 @@ class RunningStep:
   """A compiled step with its own params/state, advanced one call at a time.
 
   Step 0 refreshes the mask from its random start, as training does; the
-  timed step that follows is a step without a refresh (or with one, for the
+  timed steps that follow are steps without a refresh (or with one, for the
   rows that refresh every step). With ``static_refresh`` these are two
   compilations, as in the training program, and no ``lax.cond`` is timed.
+
+  A row whose host decides which steps ascend (``built.host_ascent``) times
+  a cycle per call: the ``k`` steps of ``every=k`` (one with the ascent), or
+  ``RANDOM_WINDOW`` steps drawn with probability ``p`` (``ascent_fraction``
+  says how many ascended); a call returns the mean seconds per step, and the
+  FLOPs are the mean over the cycle. The steps with and without the ascent
+  are compiled separately, as in the training program. The rows of a
+  cheaper ascent skip the first refresh: their timed steps do the same work
+  whatever the mask, and a compilation fewer keeps the GPU suite short.
   """
 
   def __init__(self, bench: ModelBench, spec: OptimizerSpec):
@@ -167,10 +219,13 @@ class RunningStep:
     self.state_bytes = state_bytes(state)
     self.args = [params, state, stats]
     self.traces = []
+    self._steps = {}  # static arguments -> jitted step
     static = self.built.host_refresh_every is not None
-    self.step = bench.make_step(self.built, refresh=True if static else None,
-                                trace_counter=self.traces)
-    self.call()
+    host_ascent = self.built.host_ascent
+    if not spec.cheaper_ascent:
+      self.cycle = [(None, True if static else None,
+                     None if host_ascent is None else True)]
+      self.call()
     # Every tensor-wise row records what it perturbs; only the fast path uses it.
     tensorwise = spec.pattern == "tensorwise" and self.built.entry.has_mask
     perturbed = ssam_jax.perturbed_tensors(self.args[1]) if tensorwise else None
@@ -178,36 +233,56 @@ class RunningStep:
     self.perturbed_leaf_names = [] if perturbed is None else [
         path for path, active in zip(leaf_filters.leaf_paths(bench.params), perturbed) if active]
     timed_refresh = (spec.mask_update_every == 1) if static else None
-    self.expected_traces = 1
-    if self.perturbed is not None or timed_refresh is False:
-      self.step = bench.make_step(self.built, self.perturbed, refresh=timed_refresh,
-                                  trace_counter=self.traces)
-      self.expected_traces = 2
+    if host_ascent is None:
+      ascends = [None]
+    else:
+      length = RANDOM_WINDOW if spec.ascent_probability else spec.ascent_every
+      ascends = [host_ascent(t) for t in range(1, length + 1)]
+    # Steps without the ascent take the first gradient of every tensor.
+    self.cycle = [(self.perturbed if a is not False else None, timed_refresh, a)
+                  for a in ascends]
+    self.ascent_fraction = (None if host_ascent is None
+                            else sum(ascends) / len(ascends))
     self.call()
+    self.expected_traces = len(self._steps)
     self.costs = self._costs()
 
+  def _step(self, key):
+    if key not in self._steps:
+      perturbed, refresh, ascend = key
+      self._steps[key] = self.bench.make_step(
+          self.built, perturbed, refresh=refresh, trace_counter=self.traces,
+          ascend=ascend)
+    return self._steps[key]
+
   def _costs(self):
-    """FLOPs and memory of the timed step.
+    """FLOPs (the mean over a cycle) and memory (the largest) of the timed step.
 
     XLA's cost analysis counts both branches of ``lax.cond``, so a traced
     schedule would be charged for the Fisher on every step. For those rows
     the same step with a fixed mask (``random_mask``, no refresh branch),
     which does identical work on steps without a refresh, is analysed.
     """
-    step = self.step
     args = self.args + [self.bench.batch]
     if self.built.entry.reselects and not self.spec.static_refresh:
       built = dataclasses.replace(self.spec, optimizer="ssam-random").build()
       args = list(self.bench.fresh_inputs(built.optimizer)) + args[3:]
-      step = self.bench.make_step(built, self.perturbed)
-    return compiled_costs(step, args)
+      return compiled_costs(self.bench.make_step(built, self.perturbed), args)
+    counts = collections.Counter(self.cycle)
+    costs = {key: compiled_costs(self._step(key), args) for key in counts}
+    return {"flops": sum(counts[key] * cost["flops"] for key, cost in costs.items())
+                     / len(self.cycle),
+            "temp_bytes": max(cost["temp_bytes"] for cost in costs.values())}
 
   def call(self) -> float:
+    """Runs one cycle, waiting for each step as a one-step cycle does; the
+    mean seconds per step."""
     start = time.perf_counter()
-    params, state, stats, loss = self.step(*self.args, self.bench.batch)
-    jax.block_until_ready(loss)
-    self.args = [params, state, stats]
-    return time.perf_counter() - start
+    for key in self.cycle:
+      params, state, stats, loss = self._step(key)(*self.args, self.bench.batch)
+      self.args = [params, state, stats]
+      jax.block_until_ready(loss)
+    return (time.perf_counter() - start) / len(self.cycle)
 
 
 def interleaved_times(runners: dict[str, RunningStep], repetitions: int) -> dict[str, list]:

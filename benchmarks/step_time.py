@@ -1,10 +1,14 @@
 r"""Step time, FLOPs, memory and mask-refresh cost of SGD, SAM and SSAM.
 
   python -m benchmarks.step_time --models small_cnn,resnet18 --out benchmarks/results/cpu.json
+  python -m benchmarks.step_time --ascents --models resnet18 --out FILE
 
 Every ratio is against SGD measured in the same run, with repetitions
 interleaved across optimizers. Writes JSON after each model and prints a
-Markdown table.
+Markdown table. ``--ascents`` times the cheaper ascents instead (SAM and
+SSAM-F at 50 %, each with every variant of ``harness.ascent_specs``): a
+row's step time is the mean over its cycle of steps with and without the
+ascent.
 """
 
 import json
@@ -46,17 +50,28 @@ def refresh_specs() -> list[harness.OptimizerSpec]:
 
 def _paper_flops_ratio(built) -> float | None:
   """Table 1 of the paper: SAM 2x SGD's FLOPs, SSAM by sparsity."""
+  hp = built.hyperparams
+  if hp.ascent != "always" or hp.ascent_batch_fraction != 1:
+    return None  # not in the paper
   if built.entry.has_mask:
     return PAPER_FLOPS_RATIO.get(built.hyperparams.sparsity)
   return 2.0 if built.entry.sharpness_aware else 1.0
 
 
-def bench_model(name, batch_size, repetitions, spec_filter):
+def ascent_rows() -> list[harness.OptimizerSpec]:
+  """SGD, SAM and SSAM-F at 50 %, then each with every cheaper ascent."""
+  return [harness.OptimizerSpec("sgd", "sgd"), harness.OptimizerSpec("sam", "sam"),
+          harness.OptimizerSpec("ssam-F unstructured s=0.5", "ssam-f",
+                                "unstructured", 0.5)] + harness.ascent_specs()
+
+
+def bench_model(name, batch_size, repetitions, spec_filter, ascents=False):
   input_shape, num_classes, _ = MODELS[name]
   bench = harness.ModelBench(models.create_model(name, num_classes), input_shape,
                              num_classes, batch_size)
-  specs = [s for s in harness.standard_specs(LAST_BLOCK[name]) + refresh_specs()
-           if spec_filter(s.name)]
+  rows = (ascent_rows() if ascents
+          else harness.standard_specs(LAST_BLOCK[name]) + refresh_specs())
+  specs = [s for s in rows if spec_filter(s.name)]
   runners = {}
   for spec in specs:
     print(f"[{name}] compiling {spec.name}", file=sys.stderr, flush=True)
@@ -78,6 +93,7 @@ def bench_model(name, batch_size, repetitions, spec_filter):
         "state_bytes_per_param_above_sgd": (runner.state_bytes - sgd.state_bytes)
                                            / bench.num_params,
         "perturbed_tensors": runner.perturbed_leaf_names,
+        "ascent_fraction": runner.ascent_fraction,
     })
   by_name = {row["optimizer"]: row for row in rows}
   for mask in ("F", "D"):
@@ -99,6 +115,8 @@ def markdown(result) -> str:
   for r in result["rows"]:
     extra = (f" (refresh = {r['refresh_cost_in_steps']:.2f} steps)"
              if "refresh_cost_in_steps" in r else "")
+    if r.get("ascent_fraction") is not None:
+      extra += f" (ascent on {r['ascent_fraction']:.0%} of steps)"
     lines.append(
         f"| {r['optimizer']}{extra} | {1e3 * r['median_s']:.1f} | {1e3 * r['iqr_s']:.1f} | "
         f"{r['ratio_to_sgd']:.2f} | {r['flops_ratio_to_sgd']:.2f} | "
@@ -118,6 +136,8 @@ def main(argv=None):
   parser.add_argument("--exclude", default="", help="comma-separated substrings of row names")
   parser.add_argument("--report", action="store_true",
                       help="only print the tables of the results already in --out")
+  parser.add_argument("--ascents", action="store_true",
+                      help="time the cheaper ascents instead of the standard rows")
   args = parser.parse_args(argv)
   if args.report:
     for result in json.loads(pathlib.Path(args.out).read_text())["results"]:
@@ -134,7 +154,8 @@ def main(argv=None):
             "command": harness.command_line("benchmarks.step_time"),
             "results": json.loads(out.read_text())["results"] if out.exists() else []}
   for name in args.models.split(","):
-    result = bench_model(name, args.batch or MODELS[name][2], args.repetitions, spec_filter)
+    result = bench_model(name, args.batch or MODELS[name][2], args.repetitions, spec_filter,
+                         args.ascents)
     result["command"] = report["command"]  # models of one file may come from several runs
     report["results"] = [r for r in report["results"] if r["model"] != name] + [result]
     out.write_text(json.dumps(report, indent=1))

@@ -11,8 +11,10 @@ Sources: ``experiments/results/<regime>_summary.json`` (made by
 records), the legacy ``fashion_mnist_sweep.jsonl``, the figures under
 ``experiments/results/figures/``, ``benchmarks/results/*_arm_cost_cpu.json``
 and ``benchmarks/results/gpu_*.json`` (made by ``scripts/gpu_suite.sh``; their
-sections are written by ``docs/gpu_step_time.py``). The sentences of each
-regime's reading come from ``docs/results_reading.py``.
+sections are written by ``docs/gpu_step_time.py``). Every difference is a
+paired one from the summaries; the formatting and the sentences of each
+regime's reading come from ``docs/results_reading.py``, the radius-controlled
+arms' subsection from ``docs/radius_section.py``.
 """
 
 import argparse
@@ -29,9 +31,11 @@ from experiments import sweep_arms  # pylint: disable=g-import-not-at-top,wrong-
 from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tensorwise_masks  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
+import radius_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
-    GAIN_KEPT_RULE, display_names, hessian_reading, reading, sparsity_verdicts, stat,
-    versus)
+    EARLY, FINAL, METRIC_NAMES, RADIUS_LABELS, compared_metric, display_names,
+    early_stopping_note, family_size, format_paired, hessian_reading, kept_sentence,
+    paired, reading, sam_vs_sgd, separates, stat)
 
 OUT = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
@@ -62,22 +66,40 @@ def perturbs_of(regime: str, summary: dict) -> dict[str, str]:
                                             for arm in summary["arms"]})
 
 
-def arms_table(summary: dict, costs: dict | None = None,
-               names: dict | None = None) -> str:
-  """One row per arm (``names``: display labels): accuracies (%), the gaps to
-  SAM and SGD, and the cost."""
-  names = names or {}
-  header = "| arm | seeds | test (%) | validation (%) | train (%) | vs SAM | vs SGD |"
-  rule = "| --- | ---: | ---: | ---: | ---: | --- | --- |"
+COLUMN_NAMES = {FINAL: "final test (%)", EARLY: "early-stopped test (%)",
+                "validation_accuracy": "validation (%)", "train_accuracy": "train (%)"}
+
+
+def arms_table(summary: dict, costs: dict | None = None, names: dict | None = None,
+               labels=None, verdicts: bool = True, brief: bool = False) -> str:
+  """One row per arm of ``labels`` (default: every arm but the radius-controlled
+  ones), ``names``: display labels. Accuracies (%), mean ± std over the ``n``
+  seeds, then the paired differences to SAM and SGD in the compared metric
+  (``results_reading.compared_metric``) and in final test accuracy;
+  ``verdicts=False`` leaves out the verdict words, ``brief`` keeps only the
+  test accuracies and the compared metric's differences."""
+  names, arms = names or {}, summary["arms"]
+  labels = [arm for arm in (arms if labels is None else labels)
+            if arm in arms and arm not in RADIUS_LABELS]
+  shown = (FINAL, EARLY) if brief else tuple(COLUMN_NAMES)
+  metrics = [m for m in shown if any(m in arms[arm] for arm in labels)]
+  compared = compared_metric(summary)
+  comparisons = [compared] + ([FINAL] if not brief and compared != FINAL else [])
+  header = ("| arm | n | " + " | ".join(
+      COLUMN_NAMES[m] for m in metrics) + " | " + " | ".join(
+          f"vs {ref} ({METRIC_NAMES[m]})" for m in comparisons for ref in ("SAM", "SGD"))
+            + " |")
+  rule = "| --- | ---: |" + " ---: |" * len(metrics) + " --- |" * 2 * len(comparisons)
   if costs:
     header += " cost (x SGD) |"
     rule += " ---: |"
   lines = [header, rule]
-  for arm, entry in summary["arms"].items():
-    row = (f"| {names.get(arm, arm)} | {entry['test_accuracy']['n']} | "
-           f"{stat(entry, 'test_accuracy')} | "
-           f"{stat(entry, 'validation_accuracy')} | {stat(entry, 'train_accuracy')} | "
-           f"{versus(entry, 'sam')} | {versus(entry, 'sgd')} |")
+  for arm in labels:
+    entry = arms[arm]
+    row = (f"| {names.get(arm, arm)} | {entry[FINAL]['n']} | "
+           + " | ".join(stat(entry, m) for m in metrics) + " | "
+           + " | ".join(format_paired(paired(entry, ref, m), verdicts)
+                        for m in comparisons for ref in ("sam", "sgd")) + " |")
     if costs:
       cost = costs.get(arm)
       row += f" {cost:.2f} |" if cost else " |"
@@ -89,28 +111,6 @@ HEADLINE_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.
                  "ssam-f s=0.9", "ssam-d s=0.9", "ssam-random s=0.9",
                  "ssam-f s=0.99", "ssam-d s=0.99", "ssam-random s=0.99",
                  "ssam-f tensorwise s=0.9 last block")
-
-
-def headline_table(summaries: dict[str, dict]) -> str:
-  """The README's table: test accuracy of the main arms, a column group per regime."""
-  names = {regime: summary["description"].split(":")[0]
-           for regime, summary in summaries.items()}
-  # A tensor-wise arm perturbs the same tensors in both regimes (same model).
-  shown = {}
-  for regime, summary in summaries.items():
-    for arm, label in display_names(summary["arms"], perturbs_of(regime, summary)).items():
-      if shown.setdefault(arm, label) != label:
-        raise ValueError(f"{arm!r} is {shown[arm]!r} in one regime, {label!r} in another.")
-  lines = ["| arm | " + " | ".join(f"{names[r]} test (%) | {names[r]} vs SAM | "
-                                   f"{names[r]} vs SGD" for r in summaries) + " |",
-           "| --- |" + " ---: | --- | --- |" * len(summaries)]
-  for arm in HEADLINE_ARMS:
-    entries = [summary["arms"].get(arm) for summary in summaries.values()]
-    if any(entries):
-      lines.append(f"| {shown[arm]} | " + " | ".join(
-          f"{stat(e, 'test_accuracy')} | {versus(e, 'sam')} | {versus(e, 'sgd')}"
-          if e else " |  | " for e in entries) + " |")
-  return "\n".join(lines)
 
 
 def rho_table(summary: dict) -> str:
@@ -182,7 +182,7 @@ def regime_section(regime: str) -> list[str]:
   summary = load_summary(regime)
   title = sweep.REGIMES[regime].description
   if summary is None:
-    return [f"## {title}", "", "No summary is committed for this regime yet "
+    return [f"## {title}", "", "No summary is committed for this regime "
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
   cost_path = ROOT / sweep_readouts.cost_file(regime)
   cost_report = json.loads(cost_path.read_text()) if cost_path.exists() else None
@@ -198,21 +198,29 @@ def regime_section(regime: str) -> list[str]:
            f"training split, label noise {settings['label_noise']}, {settings['model']} of "
            f"width {settings['model_width']}, {settings['num_epochs']} epochs, batch "
            f"{settings['batch_size']}, learning rate {settings['learning_rate']} (cosine), "
-           f"weight decay {settings['weight_decay_sgd']} for every arm. Test accuracy is the "
-           "final epoch's; mean ± sample std over seeds; differences with the standard error "
-           f"of the difference of means; within {statistics_report.TIE_SE:g} SE is a tie."
+           f"weight decay {settings['weight_decay_sgd']} for every arm. Test accuracy (%), "
+           "mean ± sample std over the n seeds: final at the last epoch, early-stopped at "
+           "the epoch of best validation accuracy." + early_stopping_note(summary)
+           + " vs SAM and vs SGD: paired differences in early-stopped and in final test "
+           "accuracy; Holm's family is this regime's "
+           f"{family_size(summary, compared_metric(summary))} paired comparisons of each "
+           "metric."
+           + ("" if separates(summary) else " The regime does not separate SAM from SGD "
+              "(see the reading), so the differences carry no verdict words.")
            + (" Train accuracy is measured on the noisy training labels; validation and "
               "test labels are clean." if settings["label_noise"] else ""), "",
            f"### rho, chosen on validation (seed {summary['rho_grid_seed']})", "",
            rho_table(summary), "",
-           f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm."
+           f"SAM's best rho, {summary['selected_rho']}, is used by every SAM and SSAM arm "
+           "without \"own rho\" in its label; those choose their own on validation."
            + _rho_noise(summary), "",
-           "### Every arm", "", arms_table(summary, costs, names), "",
+           "### Every arm", "",
+           arms_table(summary, costs, names, verdicts=separates(summary)), "",
            TENSORWISE_NOTE, ""]
   if cost_report:
     noise = cost_report["arms"].get("sgd 2x epochs")
     noise_note = (" A second, independent timing of SGD's own epoch (the epoch of "
-                  f"`sgd 2x epochs`) came out at {noise['ratio_to_sgd']:.2f}x SGD's, so "
+                  f"`sgd 2x epochs`) is {noise['ratio_to_sgd']:.2f}x SGD's, so "
                   f"cost differences under about {abs(noise['ratio_to_sgd'] - 1):.0%} "
                   "are noise."
                   if noise else "")
@@ -223,6 +231,7 @@ def regime_section(regime: str) -> list[str]:
               "times the arm's "
               f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary, costs, perturbs)] + [""]
+  lines += radius_section.section(summary, regime)
   lines += _figure(regime, "fig3_accuracy_vs_sparsity.png", "accuracy vs sparsity")
   lines += _figure(regime, "accuracy_vs_cost.png", "accuracy vs cost")
   analyses = [("fig1_gradient_ratio.png", "Fig. 1: where SAM's gradient differs from SGD's"),
@@ -277,37 +286,22 @@ def legacy_section() -> list[str]:
     return []
   by_arm = sweep.rows_by_arm("augmented")
   names = display_names(by_arm, tensorwise_masks.perturbs("augmented", by_arm))
-  table = statistics_report.markdown_table(
-      {names[label]: arm_rows for label, arm_rows in by_arm.items()})
+  table = arms_table({"arms": statistics_report.arm_statistics(by_arm)}, names=names)
   return ["## An underfitting regime: all 60k examples, crop + flip, 10 epochs", "",
           "A third sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
           "width 32) trains too briefly for SGD to fit the training set: train and test "
-          "accuracy are about equal, so there is no generalisation gap for SAM to close and "
-          "perturbing only slows optimisation. There, the less an arm perturbs, the better "
-          "it does. Unlike R1 and R2, its rho is fixed at 0.1 rather than chosen on "
+          "accuracy are about equal, so there is no generalisation gap for SAM to close. "
+          "It has no validation split, so only final "
+          "test accuracy. Unlike R1 and R2, its rho is fixed at 0.1 rather than chosen on "
           "validation, and SAM-family arms use weight decay 1e-3 against SGD's 5e-4, so "
-          "its SAM-vs-SGD gaps also contain a weight-decay change. The rows labelled "
+          "its SAM-vs-SGD differences also contain a weight-decay change. The rows labelled "
           "noise0.4 are 40 % label noise at 10 epochs, also before memorisation; their vs "
           "SAM and vs SGD columns compare with the clean rows, so read those rows against "
-          "each other. The seconds per epoch come from runs that shared the cores with "
-          "other runs and do not compare across arms.", "", table, ""]
-
-
-def _seed_counts(headline: str) -> str:
-  """"3 seeds per arm (5 for sgd, ...)": the seeds recorded, read from the
-  summaries (a regime's plan may ask for more than are recorded yet)."""
-  def counts(labels):
-    return sorted({arm["test_accuracy"]["n"] for regime in REGIMES
-                   if (summary := load_summary(regime))
-                   for label, arm in summary["arms"].items() if labels(label)})
-  headline_labels = {arm.label for arm in sweep_arms.HEADLINE_ARMS}
-  text = lambda ns: "/".join(str(n) for n in ns)
-  return (f"{text(counts(lambda l: l not in headline_labels))} seeds per arm "
-          f"({text(counts(lambda l: l in headline_labels))} for {headline})")
+          "each other. Differences are paired on the seeds both arms ran, as in R1 and R2; "
+          "bold survives Holm's correction over the sweep's paired comparisons.", "", table, ""]
 
 
 def render() -> str:
-  headline = ", ".join(arm.label for arm in sweep_arms.HEADLINE_ARMS)
   lines = ["# Results", "",
            "<!-- Generated by docs/generate_results.py from the committed results files; "
            "do not edit. -->", "",
@@ -316,13 +310,19 @@ def render() -> str:
            "hyperparameter choice is made on a validation split carved from the training "
            "set; the test set is only reported. Every arm uses the same seeds, schedule and "
            "weight decay; the paper's doubled weight decay for SAM is an ablation row.", "",
-           f"Differences are read with a fixed rule: a gap of at least "
-           f"{statistics_report.TIE_SE:g} standard errors is written better or worse, a "
-           f"smaller one a tie. With {_seed_counts(headline)} this is a "
-           "screening rule, not a "
-           "significance test (a t-test at 95 % with so few seeds needs a larger gap), "
-           "and a tie means the runs cannot tell the arms apart, not that they are "
-           "equal.", ""]
+           "Every difference is paired: two arms are compared on the seeds both ran, as "
+           "the mean of the per-seed differences with its 95 % confidence interval from "
+           "Student's t with n - 1 degrees of freedom, written `+3.79 [+2.83, +4.75], n=5, "
+           "better`. The verdict is better or worse when the interval excludes 0 and tie "
+           "otherwise; a tie means the runs cannot tell the arms apart, not that the arms "
+           "are equal. With one shared seed there is no interval. Within a regime, the "
+           "paired comparisons of a metric (every arm against SAM and against SGD, and the "
+           "radius-controlled arms against their random mask) form one family: a difference "
+           "in **bold** survives Holm's correction over that family at 5 %, and only those "
+           "are stated as findings in the README. The comparisons are read on early-stopped "
+           "test accuracy (the test accuracy at the epoch of best validation accuracy, as a "
+           "practitioner with a validation split would stop); final-epoch differences are "
+           "shown beside them.", ""]
   for regime in REGIMES:
     lines += regime_section(regime)
   lines += gpu_step_time.results_section()
@@ -330,39 +330,39 @@ def render() -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
-def _sam_gain(summary: dict) -> str:
-  """``, where SAM beats SGD by 0.29 points (2.7 SE)``, or nothing."""
-  gain = summary["arms"].get("sam", {}).get("vs_sgd")
-  if not gain or gain["verdict"] != "better":
-    return ""
-  return f", where SAM beats SGD by {gain['mean']:.2f} points ({gain['se_units']:.1f} SE)"
+def readme_regime(regime: str, summary: dict) -> str:
+  """One regime of the README: its headline arms and what Holm's correction
+  leaves of SAM's gain and of the SSAM arms keeping it."""
+  names = display_names(summary["arms"], perturbs_of(regime, summary))
+  ssam = [arm for arm in HEADLINE_ARMS if arm not in ("sam", "sgd") and arm in summary["arms"]]
+  text = " ".join(filter(None, [sam_vs_sgd(summary), kept_sentence(summary, ssam, names)]))
+  return (f"**{summary['description']}**, rho {summary['selected_rho']:g}; Holm's family: "
+          f"{family_size(summary, compared_metric(summary))} paired comparisons.\n\n"
+          + arms_table(summary, names=names, labels=HEADLINE_ARMS, verdicts=False,
+                       brief=True) + "\n\n" + text)
 
 
 def readme_table() -> str:
-  """The README's results block: the headline arms of both regimes."""
+  """The README's results block: the headline arms of each regime."""
   summaries = {regime: summary for regime in REGIMES
                if (summary := load_summary(regime)) is not None}
   if not summaries:
-    return "No results are committed yet; see docs/results.md."
-  seeds = sorted({entry["test_accuracy"]["n"] for summary in summaries.values()
-                  for entry in summary["arms"].values()})
-  repeated = [n for n in seeds if n > 1]
-  spread = ("one seed per arm, so no standard errors: no difference below is a finding"
-            if not repeated else
-            f"mean ± std over {'/'.join(map(str, repeated))} seeds"
-            + (" (a value without ± is one seed so far)" if 1 in seeds else "")
-            + f"; gaps with their standard error (within {statistics_report.TIE_SE:g} "
-            "SE: a tie)")
+    return "No results are committed; see docs/results.md."
   settings = next(iter(summaries.values()))["settings"]
-  regimes = "; ".join(f"{s['description']}, rho {s['selected_rho']}"
-                      for s in summaries.values())
-  verdicts = [f"In {summary['description'].split(':')[0]}{_sam_gain(summary)}, {text}."
-              for summary in summaries.values() if (text := sparsity_verdicts(summary))]
   return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
-          f"{settings['num_epochs']} epochs. {regimes}; rho chosen on validation. "
-          f"Final test accuracy, {spread}.\n\n"
-          + headline_table(summaries)
-          + ("\n\n" + GAIN_KEPT_RULE + " " + " ".join(verdicts) if verdicts else "")
+          f"{settings['num_epochs']} epochs, rho chosen on validation. Test accuracy (%), "
+          "mean ± std over the n seeds: final at the last epoch, early-stopped at the "
+          "epoch of best validation accuracy. vs SAM and vs SGD: the paired difference "
+          "in early-stopped test accuracy on the seeds both arms ran, mean [95 % t "
+          "interval], n; in **bold** where it survives Holm's correction over the "
+          "regime's paired comparisons of that metric. Only bold differences are stated "
+          "as findings; a tie means the interval contains 0, not that the arms are "
+          "equal.\n\n"
+          + "\n\n".join(readme_regime(regime, summary)
+                         for regime, summary in summaries.items())
+          + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "
+          "arm, and the radius-controlled arms: each mask at its own rho, and at equal "
+          "radius."
           + gpu_step_time.readme_sentence())
 
 

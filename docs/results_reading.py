@@ -1,73 +1,188 @@
-"""The results' reading: numbers turned into sentences, each with its SE.
+"""The results' reading: a regime summary's paired differences in words.
 
-Used by generate_results.py for docs/results.md and the README. Every verdict
-(better, worse, tie) comes from ``experiments.statistics_report``'s 2-SE rule.
+Used by generate_results.py and radius_section.py for docs/results.md and the
+README. Every difference shown is a paired one from the summary
+(``experiments.statistics_report.paired_difference``: the two arms on the
+seeds both ran, the mean of the per-seed differences with its 95 % t
+interval), written ``+3.79 [+2.83, +4.75], n=5, better``. Its verdict is
+"better" or "worse" when the interval excludes 0, else "tie"; one shared seed
+gives no interval. A difference in **bold** survives Holm's correction over
+the regime's paired comparisons of that metric (its ``holm`` entry): only
+those are stated as claims in the README.
 """
 
-from experiments import statistics_report
 from experiments import sweep_arms
 
-SPARSITIES = ("0.5", "0.9", "0.99")
+FINAL, EARLY = "test_accuracy", "early_stopped_test_accuracy"
+METRIC_NAMES = {FINAL: "final", EARLY: "early-stopped"}
 FASHION_MNIST_CLASSES = 10
+# Arms with a subsection of their own (docs/radius_section.py).
+RADIUS_LABELS = tuple(arm.label for arm in sweep_arms.RADIUS_ARMS)
 
 
-def stat(entry: dict, metric: str) -> str:
+def stat(entry: dict | None, metric: str) -> str:
   """``mean ± std`` of a summary metric, or the mean alone for one seed."""
-  value = entry.get(metric)
+  value = (entry or {}).get(metric)
   if not value:
     return ""
   return (f"{value['mean']:.2f} ± {value['std']:.2f}" if value["n"] > 1
           else f"{value['mean']:.2f}")
 
 
-def versus(entry: dict, reference: str) -> str:
-  """An arm's gap to ``reference`` (``sam`` or ``sgd``), as the summary records it."""
-  diff = entry.get(f"vs_{reference}")
-  return format_difference(diff) if diff else ""
+def compared_metric(summary: dict) -> str:
+  """The metric the regime's comparisons are read on: early-stopped test
+  accuracy (a reader with a validation split stops at its best epoch), or
+  the final one where no run has a validation split."""
+  return EARLY if any(EARLY in entry for entry in summary["arms"].values()) else FINAL
 
 
-def format_difference(diff: dict) -> str:
-  """``+0.42, +9.0 SE, better`` from a ``statistics_report.difference``."""
-  units = "" if diff["se_units"] is None else f", {diff['se_units']:+.1f} SE"
-  return f"{diff['mean']:+.2f}{units}, {diff['verdict']}"
+def paired(entry: dict | None, reference: str, metric: str) -> dict | None:
+  """The summary's paired difference ``entry - reference`` (an arm label)."""
+  return (entry or {}).get("paired", {}).get(metric, {}).get(f"vs_{reference}")
 
 
-MASK_NAMES = {"ssam-f": "SSAM-F", "ssam-d": "SSAM-D", "ssam-random": "the random mask"}
+def holm_verdict(diff: dict | None) -> str | None:
+  """better, worse or tie after Holm's correction; None without an interval."""
+  return diff["holm"]["verdict"] if diff and "holm" in diff else None
 
 
-GAIN_KEPT_RULE = (f"An arm keeps SAM's gain when it beats SGD and does not trail SAM "
-                  f"(each by at least {statistics_report.TIE_SE:g} SE), and keeps part of "
-                  "it when it beats SGD but trails SAM.")
+def format_paired(diff: dict | None, verdict: bool = True) -> str:
+  """``+3.79 [+2.83, +4.75], n=5, better``, in bold when it survives Holm;
+  ``verdict=False`` leaves out the word. One shared seed: no interval."""
+  if not diff:
+    return ""
+  if diff["n"] == 0:
+    return "no shared seed"
+  if diff["n"] < 2:
+    return f"{diff['mean']:+.2f}, n=1, no interval"
+  low, high = diff["ci"]
+  text = f"{diff['mean']:+.2f} [{low:+.2f}, {high:+.2f}], n={diff['n']}"
+  if verdict:
+    text += f", {diff['verdict']}"
+  return f"**{text}**" if holm_verdict(diff) in ("better", "worse") else text
 
 
-def _gain_kept(entry: dict) -> str | None:
-  """How much of SAM's gain over SGD an arm keeps, from its two verdicts."""
-  if entry["test_accuracy"]["n"] < 2 or "vs_sam" not in entry or "vs_sgd" not in entry:
+def holm_note(diff: dict) -> str:
+  """``Holm-adjusted p 0.010 over 27 comparisons``."""
+  p = diff["holm"]["p"]
+  return (f"Holm-adjusted p {'< 0.001' if p < 0.001 else f'{p:.3f}'} over "
+          f"{diff['holm']['comparisons']} comparisons")
+
+
+def _with_holm(diff: dict) -> str:
+  """A difference without its verdict word, and what Holm's correction does to it."""
+  if diff["verdict"] != "tie" and holm_verdict(diff) == "tie":
+    return (f"{format_paired(diff, False)}, whose interval excludes 0 but which does "
+            f"not survive Holm's correction ({holm_note(diff)})")
+  return f"{format_paired(diff, False)} ({holm_note(diff)})"
+
+
+def regime_name(summary: dict) -> str:
+  """``R1`` of ``R1: clean labels, ...``."""
+  return summary["description"].split(":")[0]
+
+
+def family_size(summary: dict, metric: str) -> int:
+  """How many paired comparisons of ``metric`` Holm's correction runs over."""
+  return max((diff["holm"]["comparisons"] for entry in summary["arms"].values()
+              for diff in entry.get("paired", {}).get(metric, {}).values()
+              if "holm" in diff), default=0)
+
+
+def separates(summary: dict) -> bool:
+  """Whether SAM beats SGD in the compared metric after Holm's correction:
+  without that, no verdict on keeping SAM's gain is drawn in the regime."""
+  gain = paired(summary["arms"].get("sam"), "sgd", compared_metric(summary))
+  return holm_verdict(gain) == "better"
+
+
+KEEPS, BELOW_SAM, NOT_ABOVE_SGD = ("keeps", "below SAM", "not above SGD")
+
+
+def gain_kept(entry: dict | None, metric: str) -> str | None:
+  """Whether an arm keeps SAM's gain over SGD in ``metric``: ``KEEPS`` when
+  it ties (or beats) SAM by its interval and beats SGD after Holm's correction,
+  ``BELOW_SAM`` when it beats SGD after Holm but its interval to SAM lies
+  below 0, ``NOT_ABOVE_SGD`` when it does not beat SGD after Holm; None
+  without an interval to both."""
+  to_sam, to_sgd = paired(entry, "sam", metric), paired(entry, "sgd", metric)
+  if holm_verdict(to_sam) is None or holm_verdict(to_sgd) is None:
     return None
-  below_sam = entry["vs_sam"]["verdict"] == "worse"
-  above_sgd = entry["vs_sgd"]["verdict"] == "better"
-  if not below_sam:
-    return "keeps SAM's gain" if above_sgd else "cannot be told from SAM or SGD"
-  return "keeps part of SAM's gain" if above_sgd else "loses SAM's gain"
+  if holm_verdict(to_sgd) != "better":
+    return NOT_ABOVE_SGD
+  return KEEPS if to_sam["verdict"] != "worse" else BELOW_SAM
 
 
-def _and(items: list[str]) -> str:
+def join_and(items: list[str]) -> str:
   return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def sparsity_verdicts(summary: dict) -> str:
-  """Per mask, at which sparsities it keeps SAM's gain over SGD."""
-  parts = []
-  for mask, name in MASK_NAMES.items():
-    levels = {}
-    for sparsity in SPARSITIES:
-      entry = summary["arms"].get(f"{mask} s={sparsity}")
-      if entry and (kept := _gain_kept(entry)):
-        levels.setdefault(kept, []).append(f"{float(sparsity):.0%}")
-    if levels:
-      parts.append(f"{name} " + ", ".join(
-          f"{kept} at {_and(at)}" for kept, at in levels.items()))
-  return "; ".join(parts)
+def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
+  """Which of the arms ``labels`` keep SAM's gain over SGD in the compared
+  metric, with their intervals; empty if the regime does not separate SAM
+  from SGD."""
+  if not separates(summary):
+    return ""
+  metric, names = compared_metric(summary), names or {}
+  sgd = "early-stopped SGD" if metric == EARLY else "SGD"
+  groups, unmeasured = {}, []
+  for label in labels:
+    entry = summary["arms"].get(label)
+    kept = gain_kept(entry, metric)
+    name = names.get(label, label)
+    if kept is None:
+      unmeasured.append(name)
+      continue
+    gaps = "; ".join(f"vs {ref.upper()} {format_paired(paired(entry, ref, metric), False)}"
+                     for ref in ("sam", "sgd"))
+    groups.setdefault(kept, []).append(f"{name} ({gaps})" if kept == KEEPS else name)
+  parts = [f"An arm keeps SAM's gain when it ties (or beats) SAM by its interval and "
+           f"beats {sgd} after Holm's correction.",
+           f"Keeps it: {join_and(groups.get(KEEPS, ['no arm']))}."]
+  if BELOW_SAM in groups:
+    parts.append(f"Beats {sgd} after Holm but falls below SAM by its interval: "
+                 f"{join_and(groups[BELOW_SAM])}.")
+  if NOT_ABOVE_SGD in groups:
+    parts.append(f"Not shown to beat {sgd} after Holm: {join_and(groups[NOT_ABOVE_SGD])}.")
+  if unmeasured:
+    parts.append(f"Fewer than two shared seeds, no interval: {join_and(unmeasured)}.")
+  return " ".join(parts)
+
+
+def sam_vs_sgd(summary: dict) -> str:
+  """SAM against SGD in the compared and the final metric, and what the
+  regime can say."""
+  sam, metric = summary["arms"].get("sam"), compared_metric(summary)
+  gains = {m: paired(sam, "sgd", m) for m in dict.fromkeys((metric, FINAL))}
+  gains = {m: diff for m, diff in gains.items() if holm_verdict(diff)}
+  if metric not in gains:
+    return "SAM vs SGD: not measured on two shared seeds, so no interval."
+  sgd = "early-stopped SGD" if metric == EARLY else "SGD"
+  final = (f"; at the final epoch, {_with_holm(gains[FINAL])}"
+           if metric != FINAL and FINAL in gains else "")
+  if separates(summary):
+    return f"SAM beats {sgd} by {_with_holm(gains[metric])}{final}."
+  name = regime_name(summary)
+  if holm_verdict(gains[metric]) == "worse":
+    return (f"In {name}, {sgd} beats SAM: SAM - SGD {_with_holm(gains[metric])}{final}. "
+            f"No verdict on the SSAM arms keeping a gain is drawn from {name}.")
+  return (f"{name} cannot separate SAM from SGD: SAM - SGD, {METRIC_NAMES[metric]}, "
+          f"{_with_holm(gains[metric])}{final}. No verdict on the SSAM arms is drawn "
+          f"from {name}: its differences are numbers only.")
+
+
+def early_stopping_note(summary: dict) -> str:
+  """How many runs' early-stopped value is taken off the best validation
+  epoch, because test was evaluated only on some epochs."""
+  arms = [e for e in summary["arms"].values() if EARLY in e]
+  approximate = sum(len(e.get("early_stopped_approximate_seeds", [])) for e in arms)
+  runs = sum(e[EARLY]["n"] for e in arms)
+  if not approximate:
+    return ""
+  return (f" In {approximate} of {runs} runs test accuracy is evaluated only every few "
+          "epochs and the epoch of best validation accuracy has none; there the "
+          "early-stopped value is taken at the best validation epoch among the epochs "
+          "with a test evaluation.")
 
 
 # The arms that are controls rather than sparsity levels, and what each asks.
@@ -118,15 +233,16 @@ def display_names(arms, perturbs: dict) -> dict[str, str]:
 
 def reading(summary: dict, costs: dict | None = None,
             perturbs: dict | None = None) -> list[str]:
-  """Sentences computed from the numbers: no claim without its SE.
+  """The regime's reading, one sentence group per item: no difference
+  without its interval, no verdict that the intervals do not carry.
   ``perturbs``: what each tensor-wise arm perturbs, measured."""
   arms, out = summary["arms"], []
   perturbs = perturbs or {}
   names = display_names(arms, perturbs)
-  single = [names[arm] for arm, entry in arms.items() if entry["test_accuracy"]["n"] < 2]
+  metric = compared_metric(summary)
+  single = [names[arm] for arm, entry in arms.items() if entry[FINAL]["n"] < 2]
   if single:
-    out.append(f"{', '.join(single)}: one seed so far, so no standard error and no "
-               "comparison with these arms yet.")
+    out.append(f"{join_and(single)}: one seed, so no interval.")
   noise = summary["settings"]["label_noise"]
   if noise:
     # A relabelled example keeps its true class with probability 1/classes.
@@ -135,32 +251,24 @@ def reading(summary: dict, costs: dict | None = None,
                "on the noisy training labels; more means it fits wrong labels. Train "
                "accuracy: " + ", ".join(f"{names[arm]} {entry['train_accuracy']['mean']:.1f}"
                                         for arm, entry in arms.items()) + ".")
-  sam, sgd = arms.get("sam"), arms.get("sgd")
-  if sam and sgd and "vs_sgd" in sam:
-    gain = sam["vs_sgd"]
-    small = (gain["se_units"] is not None and 0 < gain["se_units"] < 2 * statistics_report.TIE_SE)
-    out.append(f"SAM vs SGD: {versus(sam, 'sgd')}." + (
-        f" The gain is under {2 * statistics_report.TIE_SE:g} SE, so an arm halfway "
-        "between SAM and SGD would tie with both: in this regime a tie with SAM is weak "
-        "evidence that an arm keeps SAM's gain." if small else ""))
-  if verdicts := sparsity_verdicts(summary):
-    out.append(f"{GAIN_KEPT_RULE} {verdicts[0].upper()}{verdicts[1:]}.")
-  for sparsity in SPARSITIES:
-    for mask in ("ssam-f", "ssam-d"):
-      entry = arms.get(f"{mask} s={sparsity}")
-      gaps = [f"vs {ref.upper()} {versus(entry, ref)}" for ref in ("sam", "sgd")
-              if entry and f"vs_{ref}" in entry]
-      if gaps:
-        out.append(f"{mask} at {float(sparsity):.0%} sparsity: {'; '.join(gaps)}.")
-      control = arms.get(f"ssam-random s={sparsity}")
-      if entry and control and entry["test_accuracy"]["n"] > 1 and control["test_accuracy"]["n"] > 1:
-        diff = statistics_report.difference(entry["test_accuracy"], control["test_accuracy"])
-        out.append(f"{mask} vs the random mask at {float(sparsity):.0%}: "
-                   f"{format_difference(diff)}.")
-  for arm in CONTROL_ARMS:
-    entry = arms.get(arm)
-    if entry and "vs_sam" in entry and "vs_sgd" in entry:
-      cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
-      out.append(f"{_control(arm, perturbs)}{cost}: vs SAM {versus(entry, 'sam')}; "
-                 f"vs SGD {versus(entry, 'sgd')}.")
+  out.append(sam_vs_sgd(summary))
+  shown = [arm for arm in arms if arm not in ("sam", "sgd", *RADIUS_LABELS)]
+  if kept := kept_sentence(summary, shown, names):
+    out.append(kept)
+  if separates(summary):
+    for arm in CONTROL_ARMS:
+      entry = arms.get(arm)
+      if paired(entry, "sam", metric) and paired(entry, "sgd", metric):
+        cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
+        out.append(f"{_control(arm, perturbs)}{cost}: " + "; ".join(
+            f"vs {ref.upper()} {format_paired(paired(entry, ref, metric))}"
+            for ref in ("sam", "sgd")) + ".")
+  out.append("The masks of the table differ in more than how they choose entries: at "
+             "SAM's rho, with the paper's normalisation, the perturbation's radius "
+             "shrinks with the mask and differs between masks, and the random mask "
+             "(`ssam-random`) is drawn once and never refreshed. The table therefore "
+             "does not compare masks; the radius-controlled arms do"
+             + (", below." if set(RADIUS_LABELS) & (
+                 set(arms) | set(summary.get("own_rho_selection", {})))
+                else " (not measured in this regime)."))
   return out

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from experiments import ascents
 from experiments import errors
 from experiments import datasets
 from experiments import models
@@ -97,6 +98,7 @@ def validate(config, workdir: Optional[str] = None,
   entry = optimizer_table.get(config.optimizer)
   if entry.reselects:
     _number(config, "mask_update_epochs", 0, math.inf, lower_open=True)
+  _check_ascent(config, entry)
   if entry.uses_fisher_fn:
     _integer(config, "num_fisher_samples", 1, config.batch_size,
              f"the Fisher uses the first examples of a batch of "
@@ -132,6 +134,23 @@ def check_workdir(workdir: str) -> None:
                       "directory.")
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ConfigError(f"--workdir={workdir}: {existing} is not writable.")
+
+
+def _check_ascent(config, entry: optimizer_table.OptimizerEntry) -> None:
+  """The cheaper ascents' keys (``experiments.ascents``), as the trainer
+  runs them (the host decides which steps ascend)."""
+  hyperparams = optimizers.config_hyperparams(
+      config, total_steps=1, mask_update_every=1, static_ascent=True)
+  try:
+    ascents.check(config.optimizer, entry.sharpness_aware, hyperparams)
+  except ValueError as error:
+    raise ConfigError(f"config.{error}") from None
+  fraction = config.ascent_batch_fraction
+  if round(fraction * config.batch_size) < 1:
+    raise ConfigError(
+        f"config.ascent_batch_fraction={fraction!r}: round(fraction * "
+        f"batch_size) is 0 examples for batch_size={config.batch_size}; the "
+        "first gradient needs at least one.")
 
 
 def _check_optimizer(config, model, steps_per_epoch: int) -> None:

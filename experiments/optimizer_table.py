@@ -26,6 +26,10 @@ does not use, so one train step (``experiments.steps``) serves them all.
 * ``ssam-random-resampled``: the random mask drawn anew at every refresh
   (``random_mask(resample=True)``), on the Fisher mask's schedule: the
   control that differs from SSAM-F only in how the mask is chosen.
+
+Every row that perturbs, except ``optax-sam``, takes a cheaper ascent
+(``experiments.ascents``), which :func:`build` wraps around the row's
+optimizer.
 """
 
 import dataclasses
@@ -35,6 +39,7 @@ from typing import NamedTuple, Optional
 import optax
 
 import ssam_jax
+from experiments import ascents
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +75,19 @@ class Hyperparams:
       ``optax.apply_if_finite(base, N)`` (see ``experiments.divergence``).
     axis_name: the data axis inside ``shard_map`` (see :func:`ssam_jax.sam`).
     m_sharpness: per-device perturbations (see :func:`ssam_jax.sam`).
+    ascent: ``"always"`` (SAM's ascent on every update), ``"scheduled"``,
+      ``"looksam"`` or ``"msam"`` (see ``experiments.ascents``).
+    ascent_every: ``k`` of ``"scheduled"`` and ``"looksam"``.
+    ascent_probability: ``p`` of ``"scheduled"`` in ``[0, 1)``; 0 ascends
+      every ``ascent_every`` updates, ``p > 0`` needs ``ascent_every=1``.
+    looksam_alpha: LookSAM's ``alpha``.
+    ascent_batch_fraction: the fraction of the batch the train step takes
+      the first gradient on (``experiments.steps``), in ``(0, 1]``.
+    static_ascent: ``True``: the caller decides on the host which updates
+      of ``"scheduled"`` and ``"looksam"`` ascend and passes ``ascend`` to
+      every ``update`` (:attr:`Built.host_ascent`); ``False``: the
+      optimizer decides under ``lax.cond`` (``p`` drawn from a key in its
+      state).
   """
 
   learning_rate: optax.ScalarOrSchedule
@@ -88,6 +106,12 @@ class Hyperparams:
   skip_nonfinite_steps: int = 0
   axis_name: Optional[str] = None
   m_sharpness: bool = False
+  ascent: str = "always"
+  ascent_every: int = 1
+  ascent_probability: float = 0.0
+  looksam_alpha: Optional[float] = None
+  ascent_batch_fraction: float = 1.0
+  static_ascent: bool = False
 
 
 Builder = Callable[[Hyperparams], optax.GradientTransformationExtraArgs]
@@ -136,6 +160,13 @@ class Built(NamedTuple):
     """``available`` if the step must pass ``fisher_fn``, else 0 (none)."""
     return available if self.entry.uses_fisher_fn else 0
 
+  def step_options(self, available_fisher_samples: int) -> dict:
+    """The keyword arguments ``experiments.steps.make_train_step`` needs for
+    this optimizer: ``num_fisher_samples`` and ``ascent_batch_fraction``."""
+    return {"num_fisher_samples": self.num_fisher_samples(
+                available_fisher_samples),
+            "ascent_batch_fraction": self.hyperparams.ascent_batch_fraction}
+
   @property
   def host_refresh_every(self) -> Optional[int]:
     """``T_m`` if the caller owns the refresh schedule (a static
@@ -144,6 +175,13 @@ class Built(NamedTuple):
     if self.entry.reselects and self.hyperparams.static_refresh:
       return self.hyperparams.mask_update_every
     return None
+
+  @property
+  def host_ascent(self) -> Optional[ascents.HostAscent]:
+    """Which updates ascend, if the caller owns the ascent schedule (a
+    static ``ascend``), else ``None``: every update, or the optimizer's
+    own schedule."""
+    return ascents.host_ascent(self.hyperparams)
 
 
 def _base(hp: Hyperparams) -> optax.GradientTransformation:
@@ -250,9 +288,15 @@ def get(name: str) -> OptimizerEntry:
 
 
 def build(name: str, hyperparams: Hyperparams) -> Built:
-  """The optimizer ``name`` built from ``hyperparams``, with its row."""
+  """The optimizer ``name`` built from ``hyperparams``, with its row.
+
+  Raises:
+    ValueError: for an ascent ``name`` cannot take (``ascents.check``).
+  """
   entry = get(name)
-  return Built(name, entry.build(hyperparams), entry, hyperparams)
+  ascents.check(name, entry.sharpness_aware, hyperparams)
+  optimizer = ascents.wrap(entry.build(hyperparams), hyperparams)
+  return Built(name, optimizer, entry, hyperparams)
 
 
 def check_fast_path(name: str, hyperparams: Hyperparams) -> None:
@@ -274,4 +318,4 @@ def check_fast_path(name: str, hyperparams: Hyperparams) -> None:
   if entry.reselects and not hyperparams.static_refresh:
     raise ValueError("fast_path needs static_refresh=True: the perturbed "
                      "tensors must be known on the host.")
-
+  ascents.check_fast_path(hyperparams)

@@ -20,6 +20,12 @@ from experiments import optimizer_table
 from experiments.configs import common as configs_common
 
 
+# The config keys of the cheaper ascents (``experiments.ascents``), named as
+# the fields of ``optimizer_table.Hyperparams``.
+ASCENT_KEYS = ("ascent", "ascent_every", "ascent_probability", "looksam_alpha",
+               "ascent_batch_fraction")
+
+
 def fisher_unroll() -> int | bool:
   """``unroll`` for ``ssam_jax.empirical_fisher``.
 
@@ -58,21 +64,23 @@ def config_hyperparams(config, *, total_steps: int, mask_update_every: int,
       normalize=config.normalize, drop_rate=config.drop_rate,
       total_steps=total_steps, mask_update_every=mask_update_every,
       seed=config.seed, perturbed_leaves=config.perturbed_leaves or None,
-      skip_nonfinite_steps=config.get("skip_nonfinite_steps", 0))
+      skip_nonfinite_steps=config.get("skip_nonfinite_steps", 0),
+      **{key: config[key] for key in ASCENT_KEYS})
   return optimizer_table.Hyperparams(**{**values, **overrides})
 
 
 def hyperparams(config, steps_per_epoch: int) -> optimizer_table.Hyperparams:
   """The trainer's: a cosine schedule over ``config.num_epochs`` (also the
   length of SSAM-D's decay), T_m from ``config.mask_update_epochs``, and the
-  refresh decided on the host (``experiments.steps.RefreshPlan``)."""
+  refresh and the ascent decided on the host
+  (``experiments.steps.RefreshPlan``)."""
   total_steps = steps_per_epoch * config.num_epochs
   return config_hyperparams(
       config, total_steps=total_steps,
       mask_update_every=mask_update_every(config, steps_per_epoch),
       learning_rate=optax.cosine_decay_schedule(config.learning_rate,
                                                 total_steps),
-      static_refresh=True)
+      static_refresh=True, static_ascent=True)
 
 
 def create_optimizer(config, steps_per_epoch: int) -> optimizer_table.Built:

@@ -9,6 +9,11 @@ the perturbable leaves (``config.perturbed_leaves``), and a zero or
 non-finite norm gives 0, as in :func:`ssam_jax.perturbation`. ASAM's
 rescaled ``eps`` is not covered.
 
+With a scheduled ascent or LookSAM, a step without the ascent records the
+radius its first gradient would have perturbed by, so that the average is
+the radius of the ascents taken. MSAM's ``eps`` follows the momentum: the
+step returns ``eps`` itself, whose norm is recorded.
+
 The trainer records the radius of every step, averaged per epoch
 (``effective_radius`` in ``metrics.jsonl``) and over training in a sweep
 record (``experiments.run_record``), so that arms can be compared at equal
@@ -65,6 +70,8 @@ def for_config(config) -> Callable[[PyTree, optax.OptState], jax.Array]:
   """
   if config.optimizer == "sgd":
     return lambda grads, opt_state: jnp.zeros([], jnp.float32)
+  if config.get("ascent") == "msam":  # the step returns eps for grads
+    return lambda eps, opt_state: optax.tree.norm(eps).astype(jnp.float32)
 
   def radius(grads, opt_state):
     mask = optax.tree.get(opt_state, "mask")

@@ -8,12 +8,14 @@ only once it is bracketed: while the best value sits at an end of the grid,
 the grid grows by the next value of :data:`LADDER` beyond that end. The
 search is a pure function of the recorded validation accuracies, so a killed
 sweep resumes where it stopped and the summary can show how each value was
-chosen.
+chosen. A variant with a knob (``sweep_arms.VARIANT_FAMILIES``: every k
+steps, with probability p, ...) tries each knob value at its own rho; the
+value whose chosen rho validates best is the family's (:func:`knob_chosen`).
 """
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 # The values a grid may take, roughly evenly spaced in log rho.
 LADDER = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -78,3 +80,41 @@ def search(start: tuple[float, ...],
       high += 1
     else:
       return Search(grid, (), best, grid[0] < best < grid[-1])
+
+
+Validation = Callable[[Any, float], Optional[float]]
+
+
+def arm_search(arm, validation: Validation) -> Search:
+  """The search of ``arm`` (a ``sweep_arms.Arm`` with ``rho_grid``), where
+  ``validation(arm, rho)`` is the recorded accuracy of its run at ``rho``
+  (None if not recorded)."""
+  measured = {rho: value for rho in LADDER
+              if (value := validation(arm, rho)) is not None}
+  return search(arm.rho_grid, measured)
+
+
+def knob_chosen(arm, validation: Validation,
+                families: Mapping[str, tuple[str, ...]]) -> Optional[bool]:
+  """Whether ``arm``'s variant is the knob its family chose: the variant
+  whose own rho gives the best validation accuracy (the first listed on a
+  tie). True for an arm without a family of several knobs; None until every
+  knob of the family has chosen its rho.
+
+  Args:
+    arm: a ``sweep_arms.Arm``.
+    validation: as for :func:`arm_search`.
+    families: ``sweep_arms.VARIANT_FAMILIES``.
+  """
+  family = next((knobs for knobs in families.values()
+                 if arm.variant in knobs), ())
+  if len(family) < 2:
+    return True
+  scores = []
+  for knob in family:
+    other = dataclasses.replace(arm, variant=knob)
+    selected = arm_search(other, validation).selected
+    if selected is None:
+      return None
+    scores.append((validation(other, selected), -family.index(knob), knob))
+  return max(scores)[2] == arm.variant

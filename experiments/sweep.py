@@ -168,20 +168,9 @@ def _record(regime: str, arm: sweep_arms.Arm, overrides: dict, seed: int,
 def rho_selection(regime: str,
                   arm: sweep_arms.Arm = RHO_ARM) -> dict[float, float]:
   """Final validation accuracy (%) of ``arm`` at each recorded grid rho."""
-  return rho_selection_of(regime, arm, RHO_GRID)
-
-
-def rho_selection_of(regime: str, arm: sweep_arms.Arm,
-                     grid) -> dict[float, float]:
-  """Final validation accuracy (%) of ``arm`` at each recorded rho of ``grid``
-  (the seed-``RHO_SEED`` runs)."""
-  rows = recorded_rows(regime)
-  found = {}
-  for rho in grid:
-    row = _find(rows, overrides_of(regime, arm, rho), RHO_SEED)
-    if row is not None:
-      found[rho] = 100 * row["validation_accuracy"]
-  return found
+  validation = _validation(regime)
+  return {rho: value for rho in RHO_GRID
+          if (value := validation(arm, rho)) is not None}
 
 
 def selected_rho(regime: str) -> float:
@@ -193,21 +182,28 @@ def selected_rho(regime: str) -> float:
   return max(RHO_GRID, key=lambda rho: (grid[rho], -RHO_GRID.index(rho)))
 
 
-def own_rho_search(regime: str, arm: sweep_arms.Arm) -> rho_search.Search:
-  """Where the search for an arm with ``rho_grid`` stands."""
+def _validation(regime: str) -> rho_search.Validation:
+  """``validation(arm, rho)``: the final validation accuracy (%) of the
+  arm's recorded rho-seed run at ``rho``, or None."""
   rows = recorded_rows(regime)
-  validation = {}
-  for rho in rho_search.LADDER:
-    if row := _find(rows, overrides_of(regime, arm, rho), RHO_SEED):
-      validation[rho] = 100 * row["validation_accuracy"]
-  return rho_search.search(arm.rho_grid, validation)
+
+  def validation(arm, rho):
+    row = _find(rows, overrides_of(regime, arm, rho), RHO_SEED)
+    return None if row is None else 100 * row["validation_accuracy"]
+
+  return validation
 
 
-def arm_rho(regime: str, arm: sweep_arms.Arm) -> float | None:
-  """The rho ``arm`` trains at: SAM's, or its own once chosen (else None)."""
+def arm_rho(regime: str, arm: sweep_arms.Arm,
+            validation: rho_search.Validation | None = None) -> float | None:
+  """The rho ``arm`` trains at at every seed: SAM's, or its own once chosen;
+  None while that or its knob is not chosen, or another knob was."""
   if arm.rho_grid is None:
     return selected_rho(regime)
-  return own_rho_search(regime, arm).selected
+  validation = validation or _validation(regime)
+  if not rho_search.knob_chosen(arm, validation, sweep_arms.VARIANT_FAMILIES):
+    return None
+  return rho_search.arm_search(arm, validation).selected
 
 
 def jobs(regime: str, phase: str, only: list[sweep_arms.Arm]
@@ -220,9 +216,11 @@ def jobs(regime: str, phase: str, only: list[sweep_arms.Arm]
     return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for rho in RHO_GRID]
   if phase == "rho-arms":
     return [(arm, overrides_of(regime, arm, rho), RHO_SEED) for arm in arms
-            if arm.rho_grid for rho in own_rho_search(regime, arm).pending]
+            if arm.rho_grid
+            for rho in rho_search.arm_search(arm, _validation(regime)).pending]
   selected_rho(regime)  # SAM's grid must be finished
-  rhos = {arm: arm_rho(regime, arm) for arm in arms}
+  validation = _validation(regime)
+  rhos = {arm: arm_rho(regime, arm, validation) for arm in arms}
   arms = [arm for arm in arms if rhos[arm] is not None]
   core = sweep_arms.CORE_ARMS
   groups = ([a for a in arms if a in core], [a for a in arms if a not in core])
@@ -295,7 +293,8 @@ def rows_by_arm(regime: str) -> dict[str, list[dict]]:
     for row in rows:
       grouped.setdefault(row["setting"], []).append(row)
     return grouped
-  rhos = {arm: arm_rho(regime, arm) for arm in sweep_arms.ARMS}
+  validation = _validation(regime)
+  rhos = {arm: arm_rho(regime, arm, validation) for arm in sweep_arms.ARMS}
   return {arm.label: [r for seed in seeds_of(regime, arm) if rhos[arm] is not None
                       and (r := _find(rows, overrides_of(regime, arm, rhos[arm]),
                                       seed))]
@@ -304,17 +303,20 @@ def rows_by_arm(regime: str) -> dict[str, list[dict]]:
 
 def own_rho_selection(regime: str) -> dict[str, dict]:
   """Per arm with its own grid: the validation accuracy (%) at each grid
-  rho, the chosen rho (None until the grid is measured) and whether it is
-  bracketed."""
-  selection = {}
+  rho, the chosen rho (None until the grid is measured), whether it is
+  bracketed, and whether the arm's knob is its family's choice (None:
+  undecided)."""
+  selection, validation = {}, _validation(regime)
   for arm in sweep_arms.ARMS:
     if arm.rho_grid:
-      search = own_rho_search(regime, arm)
-      grid = rho_selection_of(regime, arm, search.grid)
+      search = rho_search.arm_search(arm, validation)
+      grid = {rho: value for rho in search.grid
+              if (value := validation(arm, rho)) is not None}
       if grid:
-        selection[arm.label] = {"validation_accuracy": grid,
-                                "selected": search.selected,
-                                "bracketed": search.bracketed}
+        selection[arm.label] = {
+            "validation_accuracy": grid, "selected": search.selected,
+            "bracketed": search.bracketed, "knob_chosen": rho_search.knob_chosen(
+                arm, validation, sweep_arms.VARIANT_FAMILIES)}
   return selection
 
 

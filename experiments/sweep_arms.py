@@ -28,6 +28,26 @@ TENSORWISE = {"pattern": "tensorwise", "normalize": "masked", "fast_path": True}
 LEAF_GROUPS = {"last block": "^(Conv_2|BatchNorm_2|Dense_0)/"}
 # Config keys an arm may double, with the words of its label.
 DOUBLED = {"num_epochs": "epochs", "weight_decay_sam": "weight decay"}
+# The cheaper ascents (``config.ascent*``, see docs/experiments.md), by the
+# words of their label, and the gradients an update costs in units of SGD's.
+VARIANTS = {
+    "every 10": ({"ascent": "scheduled", "ascent_every": 10}, 1.1),
+    "every 5": ({"ascent": "scheduled", "ascent_every": 5}, 1.2),
+    "p=0.1": ({"ascent": "scheduled", "ascent_probability": 0.1}, 1.1),
+    "p=0.2": ({"ascent": "scheduled", "ascent_probability": 0.2}, 1.2),
+    "looksam 10": ({"ascent": "looksam", "ascent_every": 10}, 1.1),
+    "looksam 5": ({"ascent": "looksam", "ascent_every": 5}, 1.2),
+    "msam": ({"ascent": "msam"}, 1.0),
+    "ascent 1/8 batch": ({"ascent_batch_fraction": 0.125}, 1.125),
+    "ascent 1/4 batch": ({"ascent_batch_fraction": 0.25}, 1.25),
+}
+# Variants that differ only in their knob: the knob is chosen on validation
+# (``experiments.rho_search``), each value at its own rho.
+VARIANT_FAMILIES = {
+    "every k": ("every 10", "every 5"), "random ascent": ("p=0.1", "p=0.2"),
+    "looksam": ("looksam 10", "looksam 5"), "msam": ("msam",),
+    "sub-batch ascent": ("ascent 1/8 batch", "ascent 1/4 batch"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +61,7 @@ class Arm:
       fast path (``TENSORWISE``).
     leaves: a key of ``LEAF_GROUPS`` the perturbation is confined to.
     doubled: a key of ``DOUBLED``: the arm runs twice the regime's value.
+    variant: a key of ``VARIANTS``: a cheaper ascent.
     normalize: ``"masked"``: SSAM's ``eps`` is normalised by the masked
       gradient, so ``||eps|| = rho`` at every sparsity; ``None``: the
       config's (the paper's ``"full"``).
@@ -56,6 +77,7 @@ class Arm:
   tensorwise: bool = False
   leaves: Optional[str] = None
   doubled: Optional[str] = None
+  variant: Optional[str] = None
   normalize: Optional[str] = None
   rho_grid: Optional[tuple[float, ...]] = None
   label_noise: Optional[float] = None
@@ -71,6 +93,11 @@ class Arm:
     if self.doubled is not None and self.doubled not in DOUBLED:
       raise ValueError(f"Arm doubled={self.doubled!r}: expected one of "
                        f"{', '.join(DOUBLED)}.")
+    if self.variant is not None and (
+        self.variant not in VARIANTS
+        or not optimizer_table.get(self.optimizer).sharpness_aware):
+      raise ValueError(f"Arm variant={self.variant!r}: expected one of "
+                       f"{', '.join(VARIANTS)}, on a sharpness-aware arm.")
     if self.normalize not in (None, "masked") or (
         self.normalize and (not has_mask or self.tensorwise)):
       raise ValueError(f"Arm normalize={self.normalize!r}: expected None or "
@@ -83,14 +110,16 @@ class Arm:
 
   @property
   def label(self) -> str:
-    """``[noiseN ]optimizer[ tensorwise][ s=S][ masked][ own rho][ leaves][
-    2x what]``."""
+    """``[noiseN ]optimizer[ tensorwise][ s=S][ variant][ masked][ own rho][
+    leaves][ 2x what]``."""
     words = [] if self.label_noise is None else [f"noise{self.label_noise:g}"]
     words.append(self.optimizer)
     if self.tensorwise:
       words.append("tensorwise")
     if self.sparsity is not None:
       words.append(f"s={self.sparsity:g}")
+    if self.variant is not None:
+      words.append(self.variant)
     if self.normalize is not None:
       words.append(self.normalize)
     if self.rho_grid is not None:
@@ -144,6 +173,8 @@ class Arm:
       values["sparsity"] = self.sparsity
     if self.tensorwise:
       values.update(TENSORWISE)
+    if self.variant is not None:
+      values.update(VARIANTS[self.variant][0])
     if self.normalize is not None:
       values["normalize"] = self.normalize
     if self.leaves is not None:
@@ -180,6 +211,13 @@ RADIUS_ARMS = tuple(
     for (sparsity, normalize), grid in _RADIUS_GRIDS.items()
     for mask in RADIUS_MASKS)
 ARMS += RADIUS_ARMS
+# The cheaper ascents, dense and with SSAM-F at 50 %, each at its own rho;
+# cheapest first.
+EFFICIENT_ARMS = tuple(
+    Arm(optimizer, sparsity, variant=variant, rho_grid=(0.1, 0.2, 0.5))
+    for variant in sorted(VARIANTS, key=lambda v: VARIANTS[v][1])
+    for optimizer, sparsity in (("sam", None), ("ssam-f", 0.5)))
+ARMS += EFFICIENT_ARMS
 # Paired comparisons besides SAM and SGD, by arm label: at equal radius
 # ("masked") or each at its own rho, does a mask beat the random one?
 CONTRASTS = {

@@ -64,17 +64,16 @@ def create_train_state(seed: int, model, optimizer,
 
 def train_step(state: TrainState, batch: Batch, *, step_fn: Callable,
                radius_fn: Optional[Callable] = None,
-               perturbed: Optional[tuple[bool, ...]] = None,
-               refresh: Optional[bool] = None) -> tuple[TrainState, dict]:
+               **static) -> tuple[TrainState, dict]:
   """``step_fn`` (``steps.make_train_step``) on the train state, adding the
-  batch to the epoch's metric sums; ``perturbed`` and ``refresh`` are its
+  examples of its logits to the epoch's metric sums; ``static`` holds its
   static arguments (``steps.RefreshPlan``), ``radius_fn(grads, opt_state)``
   the step's ``||eps||`` (``experiments.radius``; None: not summed)."""
   out = step_fn(state.params, state.opt_state, state.batch_stats, batch,
-                perturbed=perturbed, refresh=refresh)
+                **static)
   step_radius = 0.0 if radius_fn is None else radius_fn(out.grads, out.opt_state)
-  correct = jnp.sum(jnp.argmax(out.logits, -1) == batch["label"])
-  sums, size = state.epoch_metrics, len(out.logits)
+  sums, size = state.epoch_metrics, len(out.logits)  # the batch's first rows
+  correct = jnp.sum(jnp.argmax(out.logits, -1) == batch["label"][:size])
   new_state = state.replace(
       step=state.step + 1, params=out.params, batch_stats=out.model_state,
       opt_state=out.opt_state,
@@ -150,17 +149,16 @@ class Trainer:
     self.optimizer = self.built_optimizer.optimizer
     step_fn = steps.make_train_step(
         steps.flax_loss_fns(self.model), self.optimizer,
-        num_fisher_samples=self.built_optimizer.num_fisher_samples(
-            config.num_fisher_samples),
+        **self.built_optimizer.step_options(config.num_fisher_samples),
         fisher_unroll=optimizers.fisher_unroll())
     self.refresh_plan = steps.RefreshPlan(
-        self.built_optimizer.host_refresh_every, config.fast_path)
+        self.built_optimizer.host_refresh_every, config.fast_path,
+        self.built_optimizer.host_ascent)
     replicated = self.data_parallel.replicated
     self.train_step = jax.jit(functools.partial(
         train_step, step_fn=step_fn, radius_fn=radius.for_config(config)),
-                              donate_argnums=0,
-                              static_argnames=("perturbed", "refresh"),
-                              out_shardings=replicated)
+                              donate_argnums=0, out_shardings=replicated,
+                              static_argnames=("perturbed", "refresh", "ascend"))
     self.eval_step = jax.jit(functools.partial(eval_step, model=self.model),
                              out_shardings=replicated)
     # Jitted so that the zeroed sums are global arrays like the rest.

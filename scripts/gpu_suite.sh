@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Step time of SGD, SAM, optax.contrib.sam and SSAM on a GPU, in one command
-# of about five minutes (most of it compilation):
+# Step time of SGD, SAM, optax.contrib.sam, SSAM and the cheaper ascents on a
+# GPU, in one command of at most ten minutes (most of it compilation; the limits
+# below bound each part):
 #
 #   OUT=benchmarks/results bash scripts/gpu_suite.sh
 #
 # Writes $OUT/gpu_step_time.json (benchmarks.step_time: every row a ratio to
 # SGD timed in the same process, repetitions interleaved; the small CNN at
-# Fashion-MNIST's shape and ResNet-18 at CIFAR's, batch 128) and
+# Fashion-MNIST's shape and ResNet-18 at CIFAR's, batch 128),
 # $OUT/gpu_control_flow.json (the empirical Fisher unrolled vs in a loop,
-# which decides experiments.optimizers.fisher_unroll off CPU). Each model runs
-# under its own time limit, so a slow compile costs one model, not the suite.
+# which decides experiments.optimizers.fisher_unroll off CPU) and, last,
+# $OUT/gpu_ascent_step_time.json (ResNet-18 with the cheaper ascents of
+# docs/efficient.md, dense and with SSAM-F at 50 %). Each command runs under
+# its own time limit, so a slow compile costs one model, not the suite.
 # Needs only jax, flax and optax (no TensorFlow).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +36,5 @@ limit 270 "${step_time[@]}" --models resnet18 --batch 128 --repetitions 50 \
   --exclude "ssam-D tensorwise,ssam-D unstructured s=0.9,ssam-D unstructured s=0.99,2:4,lax.cond,tensorwise s=0.5,tensorwise s=0.99"
 limit 30 "$python" -m benchmarks.control_flow --repetitions 100 \
   --out "$out/gpu_control_flow.json"
+limit 200 "$python" -m benchmarks.step_time --ascents --models resnet18 \
+  --batch 128 --repetitions 20 --out "$out/gpu_ascent_step_time.json"

@@ -86,6 +86,7 @@ EXPECTED_FACTS = {  # uses_fisher_fn, has_mask, reselects
     "ssam-f-accumulated": (False, True, True),
     "ssam-d": (False, True, True),
     "ssam-random": (False, True, False),
+    "ssam-random-resampled": (False, True, True),
 }
 
 

@@ -143,6 +143,17 @@ def test_an_own_rho_arm_grows_its_grid_then_trains_every_seed_at_its_best(
   assert [r["seed"] for r in sweep.rows_by_arm("overfit")[own.label]] == [0]
 
 
+def test_efficient_arms_set_the_variants_config_keys():
+  arm = sweep_arms.arm("ssam-f s=0.5 every 10 own rho")
+  assert arm in sweep_arms.EFFICIENT_ARMS
+  assert arm.overrides(sweep.regime_config("label_noise")) == {
+      "optimizer": "ssam-f", "sparsity": 0.5, "ascent": "scheduled",
+      "ascent_every": 10}
+  config = sweep.regime_config("label_noise")
+  for arm in sweep_arms.EFFICIENT_ARMS:  # every key is the config's
+    assert set(arm.overrides(config)) <= set(config), arm.label
+
+
 def test_radius_arms_pair_every_mask_with_both_normalisations():
   arms = sweep_arms.RADIUS_ARMS
   assert {(a.optimizer, a.sparsity, a.normalize) for a in arms} == {
@@ -220,6 +231,8 @@ def test_labels_are_derived_as_the_committed_summaries_spell_them():
     (dict(optimizer="ssam-f", sparsity=0.9, normalize="full"), "normalize"),
     (dict(optimizer="sgd", rho_grid=(0.1, 0.2)), "rho_grid"),
     (dict(optimizer="sam", rho_grid=(0.1, 0.5)), "rho_grid"),
+    (dict(optimizer="sgd", variant="msam"), "variant"),
+    (dict(optimizer="sam", variant="every 3"), "variant"),
 ])
 def test_arms_reject_what_they_cannot_run(fields, message):
   with pytest.raises(ValueError, match=message):

@@ -91,6 +91,7 @@ def test_batch_stats_come_from_the_unperturbed_pass_only():
   numerics.assert_differ(new_stats, perturbed_stats)
 
 
+@pytest.mark.slow  # the pattern itself: test_masks
 def test_two_four_pattern_reaches_the_mask():
   # The first conv has one input channel: no group of four to keep two of.
   _, state, batch, step = _synthetic_setup(optimizer="ssam-random", pattern="2:4",
@@ -103,9 +104,8 @@ def test_two_four_pattern_reaches_the_mask():
 
 
 @testing.requires_fashion_mnist
-@pytest.mark.parametrize("optimizer", [  # ssam-f on every run, the others with -m slow
-    o if o == "ssam-f" else pytest.param(o, marks=pytest.mark.slow)
-    for o in optimizer_table.OPTIMIZERS])
+@pytest.mark.slow  # real runs: the fast-path (SSAM-D) and TensorFlow-free runs are on every run
+@pytest.mark.parametrize("optimizer", optimizer_table.OPTIMIZERS)
 def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
   config = testing.tiny_config(optimizer=optimizer)
   final = train.train_and_evaluate(config, str(tmp_path))

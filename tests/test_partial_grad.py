@@ -49,8 +49,9 @@ def train_step(params, state, batch, opt, active, refresh):
   return optax.apply_updates(params, updates), state
 
 
-@pytest.mark.parametrize("mask", [ssam_jax.dynamic_mask(total_steps=10),
-                                  ssam_jax.random_mask(seed=3)])
+@pytest.mark.parametrize("mask", [  # the reselecting mask with -m slow
+    pytest.param(ssam_jax.dynamic_mask(total_steps=10), marks=pytest.mark.slow),
+    ssam_jax.random_mask(seed=3)])
 def test_fast_path_matches_general_path_over_refreshes(mask):
   opt = make_optimizer(mask)
   general = fast = deep_mlp_params()

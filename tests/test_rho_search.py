@@ -55,3 +55,23 @@ def test_a_tie_selects_the_smaller_rho():
 def test_a_start_grid_off_the_ladder_is_refused(start):
   with pytest.raises(ValueError, match="rho_grid"):
     rho_search.search(start, {})
+
+
+def test_the_knob_whose_own_rho_validates_best_is_chosen():
+  from experiments import sweep_arms  # pylint: disable=g-import-not-at-top
+  every_10, every_5 = (sweep_arms.Arm("sam", variant=v, rho_grid=(0.1, 0.2, 0.5))
+                       for v in ("every 10", "every 5"))
+  assert sweep_arms.VARIANT_FAMILIES["every k"] == ("every 10", "every 5")
+  # every 10 peaks at rho 0.2 with 84; every 5 at rho 0.5 with 85.
+  curves = {"every 10": {0.1: 80.0, 0.2: 84.0, 0.5: 83.0},
+            "every 5": {0.1: 79.0, 0.2: 84.5, 0.5: 85.0, 1.0: 82.0}}
+  measured = {"every 10": dict(curves["every 10"]), "every 5": {}}
+  validation = lambda arm, rho: measured[arm.variant].get(rho)
+  families = sweep_arms.VARIANT_FAMILIES
+  assert rho_search.knob_chosen(every_10, validation, families) is None
+  measured["every 5"] = dict(curves["every 5"])
+  assert rho_search.arm_search(every_5, validation).selected == 0.5
+  assert rho_search.knob_chosen(every_5, validation, families) is True
+  assert rho_search.knob_chosen(every_10, validation, families) is False
+  msam = sweep_arms.Arm("sam", variant="msam", rho_grid=(0.1, 0.2, 0.5))
+  assert rho_search.knob_chosen(msam, validation, families) is True  # no knob

@@ -40,7 +40,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # Optimisation (paper Sec. 5.1).
   # A name of experiments/optimizer_table.py: sgd | sam | optax-sam | ssam-f |
-  # ssam-f-accumulated | ssam-d | ssam-random.
+  # ssam-f-accumulated | ssam-d | ssam-random | ssam-random-resampled.
   config.optimizer = "ssam-f"
   config.batch_size = 128
   config.eval_batch_size = 1000
@@ -70,6 +70,22 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Regex on "Module_0/kernel" leaf paths that may be perturbed ("" = every
   # leaf); sparsity then counts only the matching leaves.
   config.perturbed_leaves = ""
+  # Cheaper ascents (docs/efficient.md), for every optimizer that perturbs
+  # except optax-sam; the defaults are plain SAM/SSAM, ascending every step.
+  # "always" | "scheduled" (every ascent_every-th step, or with probability
+  # ascent_probability) | "looksam" (every ascent_every-th step, its
+  # direction reused in between) | "msam" (along the momentum, one gradient).
+  config.ascent = "always"
+  config.ascent_every = 1  # k of "scheduled" and "looksam"
+  # p of "scheduled" (RST), in [0, 1); 0 = every ascent_every-th step. A p > 0
+  # needs ascent_every = 1. Drawn on the host from seed and step.
+  config.ascent_probability = 0.0
+  config.looksam_alpha = 0.7  # LookSAM's alpha (Liu et al.)
+  # The first gradient (the ascent direction, at w) from the first
+  # round(f * batch_size) examples of the batch, for a cost of 1 + f
+  # gradients; the second, at w + eps, from the whole batch. With "always"
+  # and "scheduled" only.
+  config.ascent_batch_fraction = 1.0
 
   # Run.
   config.seed = 0
