@@ -104,7 +104,7 @@ def test_two_four_pattern_reaches_the_mask():
 
 
 @testing.requires_fashion_mnist
-@pytest.mark.slow  # real runs: the fast-path (SSAM-D) and TensorFlow-free runs are on every run
+@pytest.mark.slow  # real runs: the TensorFlow-free run is on every run
 @pytest.mark.parametrize("optimizer", optimizer_table.OPTIMIZERS)
 def test_short_real_run_reduces_the_loss(tmp_path, optimizer):
   config = testing.tiny_config(optimizer=optimizer)
@@ -144,6 +144,7 @@ def test_fast_path_trains_like_the_general_path(tmp_path):
     numerics.assert_trees_close(a, b, eps_multiple=1024)
 
 
+@pytest.mark.slow  # a real run; tests/test_partial_grad.py checks the fast path's updates
 @testing.requires_fashion_mnist
 def test_fast_path_takes_full_gradients_exactly_on_refresh_steps(tmp_path):
   config = testing.tiny_config(optimizer="ssam-d", pattern="tensorwise",

@@ -44,7 +44,7 @@ def data_parallel_ssam_dynamic():
   _data_parallel("ssam-d")
 
 
-@case
+@case(slow=True)
 def data_parallel_explicit_ssam_fisher():
   _data_parallel("ssam-f", AxisType.Explicit)
 
@@ -58,7 +58,7 @@ def _conv_example_loss(params, example):
   return -jax.nn.log_softmax(logits)[0, example["y"]]
 
 
-@case
+@case(slow=True)
 def data_parallel_conv_fisher_under_mesh():
   """The Fisher of a conv net from a sharded batch equals per-example loops.
 

@@ -98,7 +98,7 @@ def fsdp_auto_ssam_fisher():
   _fsdp("ssam-f", AxisType.Auto)
 
 
-@case
+@case(slow=True)
 def fsdp_auto_ssam_fisher_accumulated():
   """The accumulated squared gradients stay sharded like the params."""
   _fsdp("ssam-f-accumulated", AxisType.Auto)
@@ -178,7 +178,7 @@ def fsdp_topk_no_gather_auto():
         _fsdp_update_collectives(strategy, AxisType.Auto))
 
 
-@case
+@case(slow=True)
 def fsdp_topk_ties_match_single_device():
   """Global top-k with many ties, leaves sharded, equals the unsharded one."""
   mesh = jax.make_mesh((4,), ("fsdp",), axis_types=(AxisType.Explicit,),

@@ -100,6 +100,6 @@ def m_sharpness_sam():
   _m_sharpness("sam")
 
 
-@case
+@case(slow=True)
 def m_sharpness_ssam_fixed_mask():
   _m_sharpness("ssam-random")
