@@ -20,8 +20,8 @@ rho, as the paper does), or, for an arm with a grid of its own
 (``Arm.rho_grid``, e.g. the radius-controlled arms), with the rho it chose
 the same way in phase ``rho-arms`` (``experiments.rho_search``: the grid grows
 until its best value is bracketed). A run is identified by its config
-overrides and seed, so a grid run that is also an arm's run trains once. Runs
-live in ``runs/sweeps/<regime>/...`` and resume after a kill; each finished
+overrides and seed, so a grid run that is also an arm's run trains once
+(``experiments.sweep_runner`` trains and records them). Runs live in ``runs/sweeps/<regime>/...`` and resume after a kill; each finished
 run is appended, with its per-epoch metrics and the command that made it, to
 ``experiments/results/<regime>_runs.jsonl``, and rerunning skips it.
 ``summary`` writes ``experiments/results/<regime>_summary.json`` from that
@@ -30,17 +30,13 @@ flip (read only: ``table``).
 """
 
 import argparse
-import concurrent.futures
 import dataclasses
 import json
 import pathlib
-import statistics
-import subprocess
 import sys
 
 from experiments import optimizer_table
 from experiments import rho_search
-from experiments import run_record
 from experiments import statistics_report
 from experiments import sweep_arms
 
@@ -131,7 +127,7 @@ def recorded_rows(regime: str) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def _find(rows: list[dict], overrides: dict, seed: int):
+def find_run(rows: list[dict], overrides: dict, seed: int):
   return next((r for r in rows if r["overrides"] == overrides
                and r["seed"] == seed), None)
 
@@ -141,28 +137,6 @@ def epochs_of(path: pathlib.Path) -> list[dict]:
   if not metrics.exists():
     return []
   return [json.loads(line) for line in metrics.read_text().splitlines() if line]
-
-
-def _record(regime: str, arm: sweep_arms.Arm, overrides: dict, seed: int,
-            parallel: int) -> bool:
-  """Appends the finished run to the results file; False if it is unfinished."""
-  config = regime_config(regime)
-  epochs = epochs_of(workdir(regime, overrides, seed))
-  wanted = overrides.get("num_epochs", config.num_epochs)
-  if not epochs or epochs[-1]["epoch"] < wanted:
-    return False
-  last = epochs[-1]
-  row = {"regime": regime, "arm": arm.label, "seed": seed, "overrides": overrides,
-         **{key: last[key] for key in ("test_accuracy", "validation_accuracy",
-                                       "train_accuracy", "train_loss")},
-         "mean_epoch_seconds": statistics.fmean(e["epoch_seconds"] for e in epochs),
-         "runs_in_parallel": parallel,
-         "command": " ".join(command(regime, overrides, seed)[1:]),
-         **run_record.derived_fields(workdir(regime, overrides, seed), epochs),
-         "epochs": epochs}
-  with results_file(regime).open("a") as out:
-    out.write(json.dumps(row) + "\n")
-  return True
 
 
 def rho_selection(regime: str,
@@ -188,7 +162,7 @@ def _validation(regime: str) -> rho_search.Validation:
   rows = recorded_rows(regime)
 
   def validation(arm, rho):
-    row = _find(rows, overrides_of(regime, arm, rho), RHO_SEED)
+    row = find_run(rows, overrides_of(regime, arm, rho), RHO_SEED)
     return None if row is None else 100 * row["validation_accuracy"]
 
   return validation
@@ -239,51 +213,6 @@ def seeds_of(regime: str, arm: sweep_arms.Arm) -> tuple[int, ...]:
           else plan.seeds)
 
 
-def run(regime: str, phase: str, parallel: int,
-        only: list[sweep_arms.Arm]) -> None:
-  """Trains what the phase needs until it needs nothing more."""
-  while pending := _pending(regime, phase, parallel, only):
-    _train(regime, pending, parallel)
-
-
-def _pending(regime, phase, parallel, only):
-  """The phase's unrecorded jobs; records finished runs found on disk."""
-  pending = []
-  for arm, overrides, seed in jobs(regime, phase, only):
-    if _find(recorded_rows(regime), overrides, seed) is not None:
-      continue
-    if any(o == overrides and s == seed for _, o, s in pending):
-      continue
-    if not _record(regime, arm, overrides, seed, parallel):
-      pending.append((arm, overrides, seed))
-  return pending
-
-
-def _train(regime, pending, parallel):
-  """Trains ``pending`` jobs, ``parallel`` at a time, recording each."""
-  failed = False
-
-  def train(job):
-    arm, overrides, seed = job
-    log = workdir(regime, overrides, seed) / "train.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-      code = subprocess.call(command(regime, overrides, seed), stdout=out,
-                             stderr=subprocess.STDOUT)
-    return job, code
-
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-    for (arm, overrides, seed), code in pool.map(train, pending):
-      if code == 0 and _record(regime, arm, overrides, seed, parallel):
-        print(f"recorded {regime} {arm.label} seed {seed}", flush=True)
-      else:
-        failed = True
-        print(f"FAILED {regime} {arm.label} seed {seed} (exit {code}): "
-              f"{workdir(regime, overrides, seed)}/train.log", flush=True)
-  if failed:  # rather than retrying it forever
-    raise SystemExit(f"{regime}: a run failed; see its train.log.")
-
-
 def rows_by_arm(regime: str) -> dict[str, list[dict]]:
   """Recorded rows grouped by arm; rows of the rho grid only count as an arm
   at the selected rho."""
@@ -296,7 +225,7 @@ def rows_by_arm(regime: str) -> dict[str, list[dict]]:
   validation = _validation(regime)
   rhos = {arm: arm_rho(regime, arm, validation) for arm in sweep_arms.ARMS}
   return {arm.label: [r for seed in seeds_of(regime, arm) if rhos[arm] is not None
-                      and (r := _find(rows, overrides_of(regime, arm, rhos[arm]),
+                      and (r := find_run(rows, overrides_of(regime, arm, rhos[arm]),
                                       seed))]
           for arm in sweep_arms.ARMS}
 
@@ -369,6 +298,7 @@ def main(argv=None):
   parser.add_argument("--index", type=int, help="rerun: the record's 0-based line")
   args = parser.parse_args(argv)
   from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top
+  from experiments import sweep_runner  # pylint: disable=g-import-not-at-top
   if args.action == "rerun":  # experiments.rerun has the details
     from experiments import rerun  # pylint: disable=g-import-not-at-top
     sys.exit(rerun.main(args.regime, args.arm, args.seed, args.index))
@@ -379,7 +309,7 @@ def main(argv=None):
       only = [sweep_arms.arm(label) for label in args.only.split(",") if label]
     except KeyError as error:
       parser.error(f"--only: {error.args[0]}")
-    run(args.regime, args.phase, args.parallel, only)
+    sweep_runner.run(args.regime, args.phase, args.parallel, only)
   elif args.action == "summary":
     path = summary_file(args.regime)
     path.write_text(json.dumps(summary(args.regime), indent=1) + "\n")

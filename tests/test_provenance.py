@@ -14,6 +14,7 @@ from experiments import rerun
 from experiments import run_record
 from experiments import sweep
 from experiments import sweep_arms
+from experiments import sweep_runner
 import experiment_helpers as testing
 
 
@@ -140,7 +141,7 @@ def test_derived_fields(tmp_path):
 @pytest.fixture
 def recorded_regime(tmp_path, monkeypatch):
   """The overfit regime's SAM rho grid (best validation at rho 0.05) and one
-  SGD run, recorded by ``sweep._record`` from fake workdirs."""
+  SGD run, recorded by ``sweep_runner.record`` from fake workdirs."""
   monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
   monkeypatch.setattr(sweep, "RUNS", tmp_path / "runs")
   monkeypatch.setattr(rerun, "RERUNS", tmp_path / "reruns")
@@ -154,7 +155,7 @@ def recorded_regime(tmp_path, monkeypatch):
     for epoch in epochs:  # the sweep records finished runs only
       epoch["epoch"] += num_epochs - 2
     _write_run(sweep.workdir("overfit", overrides, seed), epochs)
-    assert sweep._record("overfit", arm, overrides, seed, parallel=1)
+    assert sweep_runner.record("overfit", arm, overrides, seed, parallel=1)
   return tmp_path
 
 
