@@ -1,14 +1,20 @@
 r"""Cost of every sweep arm as a ratio to SGD: the training program's own step.
 
-  python -m benchmarks.arm_cost --regime overfit [--rounds 5] [--out FILE]
+  python -m benchmarks.arm_cost --regime overfit [--only ARMS] [--rounds 5] [--out FILE]
 
-For each arm of ``experiments.sweep_arms.ARMS`` this builds the ``Trainer`` of the
-regime's config with the arm's overrides and times one epoch of its train
-step on batches already in memory, starting at a mask refresh, so a sparse
-arm pays its refreshes at the rate training does (one per
-``mask_update_epochs``). Arms are timed in interleaved rounds after
-compilation; the median epoch time over rounds, divided by SGD's, is the arm's
-cost. Absolute times depend on the machine; ratios from one run compare.
+For each arm of ``experiments.sweep_arms.ARMS`` (or of ``--only``, with SGD)
+this builds the ``Trainer`` of the regime's config with the arm's overrides
+and times one epoch of its train step on batches already in memory, starting
+at a mask refresh, so a sparse arm pays its refreshes at the rate training
+does (one per ``mask_update_epochs``). Arms are timed in interleaved rounds
+after compilation; the median epoch time over rounds, divided by SGD's in the
+same run, is the arm's cost. Arms whose configs differ only in rho (an arm
+and its "own rho" twin) share one timing. Absolute times depend on the
+machine; ratios from one run compare.
+
+The output file keeps the rows of arms this run does not time: each row names
+the run that timed it (``"run"``, an index into ``"runs"``, which records
+each run's command, rounds and provenance).
 """
 
 import os
@@ -16,6 +22,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # pylint: disable=g-import-not-at-top
+import pathlib
 import statistics
 import sys
 import tempfile
@@ -24,6 +31,7 @@ import time
 import jax
 
 from benchmarks import harness
+from experiments import provenance
 from experiments import sweep
 from experiments import sweep_arms
 from experiments import sweep_readouts
@@ -51,24 +59,53 @@ def _epoch_runner(regime: str, arm: sweep_arms.Arm, rho: float, workdir: str):
   return run_epoch, len(batches)
 
 
+def _cost_key(regime: str, arm: sweep_arms.Arm, rho: float) -> str:
+  """What the cost depends on: the arm's overrides but rho."""
+  overrides = sweep.overrides_of(regime, arm, rho)
+  overrides.pop("rho", None)
+  return json.dumps(overrides, sort_keys=True)
+
+
 def measure(regime: str, rho: float, rounds: int,
             arms: list[sweep_arms.Arm]) -> dict:
   """Per arm label: epoch seconds and their median's ratio to SGD's."""
+  keys = {arm.label: _cost_key(regime, arm, rho) for arm in arms}
+  timed = {}  # cost key -> the first arm with it
+  for arm in arms:
+    timed.setdefault(keys[arm.label], arm)
   runners = {}
   with tempfile.TemporaryDirectory() as root:
-    for arm in arms:
-      runners[arm.label] = _epoch_runner(regime, arm, rho, os.path.join(
-          root, arm.label.replace(" ", "_")))
+    for key, arm in timed.items():
+      runners[key] = _epoch_runner(regime, arm, rho, os.path.join(
+          root, arm.label.replace(" ", "_").replace("/", "_")))
       print(f"compiled {arm.label}", flush=True)
-    seconds = {arm.label: [] for arm in arms}
+    seconds = {key: [] for key in timed}
     for _ in range(rounds):
-      for arm in arms:
-        seconds[arm.label].append(runners[arm.label][0]())
-  sgd = statistics.median(seconds[sweep_arms.SGD.label])
-  return {arm: {"epoch_seconds_median": statistics.median(values),
-                "epoch_seconds": values, "steps": runners[arm][1],
-                "ratio_to_sgd": statistics.median(values) / sgd}
-          for arm, values in seconds.items()}
+      for key in timed:
+        seconds[key].append(runners[key][0]())
+  sgd = statistics.median(seconds[keys[sweep_arms.SGD.label]])
+  return {label: {"epoch_seconds_median": statistics.median(seconds[key]),
+                  "epoch_seconds": seconds[key], "steps": runners[key][1],
+                  "ratio_to_sgd": statistics.median(seconds[key]) / sgd,
+                  **({"timed_as": timed[key].label}
+                     if timed[key].label != label else {})}
+          for label, key in keys.items()}
+
+
+def merged(previous: dict | None, run: dict, results: dict) -> dict:
+  """The cost file with ``results`` of ``run`` over ``previous``'s rows.
+
+  A file written before runs were numbered becomes its own run 0.
+  """
+  runs, arms = [], {}
+  if previous:
+    runs = previous.get("runs") or [{key: previous[key] for key in (
+        "command", "backend", "rounds") if key in previous}]
+    arms = {label: {"run": 0, **row} for label, row in previous["arms"].items()}
+  runs.append(run)
+  arms.update({label: {"run": len(runs) - 1, **row} for label, row in results.items()})
+  return {**{key: value for key, value in run.items() if key != "provenance"},
+          "runs": runs, "arms": arms}
 
 
 def main(argv=None):
@@ -87,11 +124,12 @@ def main(argv=None):
   for arm, row in results.items():
     print(f"{arm:40s} {row['ratio_to_sgd']:.2f}x SGD "
           f"({row['epoch_seconds_median']:.2f} s / epoch)")
-  out = args.out or str(sweep_readouts.cost_file(args.regime))
-  with open(out, "w") as f:
-    json.dump({"command": harness.command_line("benchmarks.arm_cost"), "backend": jax.default_backend(),
-               "regime": args.regime, "rho": rho, "rounds": args.repetitions,
-               "arms": results}, f, indent=1)
+  out = pathlib.Path(args.out or sweep_readouts.cost_file(args.regime))
+  run = {"command": harness.command_line("benchmarks.arm_cost"),
+         "backend": jax.default_backend(), "regime": args.regime, "rho": rho,
+         "rounds": args.repetitions, "provenance": provenance.collect()}
+  previous = json.loads(out.read_text()) if out.exists() else None
+  out.write_text(json.dumps(merged(previous, run, results), indent=1) + "\n")
   print(f"wrote {out}")
 
 

@@ -227,7 +227,8 @@ def regime_section(regime: str) -> list[str]:
     lines += ["Cost: the whole training run as a multiple of SGD's: one epoch of the "
               "training program's step, its mask refreshes included, timed alone "
               f"({cost_report['backend'].upper()} of the machine the runs used; median of "
-              f"{cost_report['rounds']} interleaved rounds, `{cost_path.relative_to(ROOT)}`), "
+              "interleaved rounds, each arm beside SGD in one benchmark run of "
+              f"`{cost_path.relative_to(ROOT)}`), "
               "times the arm's "
               f"epochs.{noise_note}{_shared_cost_note(regime)}", ""]
   lines += ["### Reading", ""] + [f"- {s}" for s in reading(summary, costs, perturbs)] + [""]

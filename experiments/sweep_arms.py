@@ -140,8 +140,8 @@ class Arm:
 
     Returns:
       ``label``, or for a tensor-wise arm ``"[noiseN ]optimizer tensorwise
-      (perturbs)[ 2x what]"``: the budget and the leaf group, which bound the
-      mask, give way to what it is.
+      (perturbs)[ variant][ own rho][ 2x what]"``: the budget and the leaf
+      group, which bound the mask, give way to what it is.
 
     Raises:
       ValueError: a tensor-wise arm without ``perturbs``.
@@ -153,6 +153,10 @@ class Arm:
                        "needs what it perturbs (experiments.tensorwise_masks).")
     words = [] if self.label_noise is None else [f"noise{self.label_noise:g}"]
     words += [self.optimizer, f"tensorwise ({perturbs})"]
+    if self.variant is not None:
+      words.append(self.variant)
+    if self.rho_grid is not None:
+      words.append("own rho")
     if self.doubled is not None:
       words.append(f"2x {DOUBLED[self.doubled]}")
     return " ".join(words)
@@ -218,6 +222,17 @@ EFFICIENT_ARMS = tuple(
     for variant in sorted(VARIANTS, key=lambda v: VARIANTS[v][1])
     for optimizer, sparsity in (("sam", None), ("ssam-f", 0.5)))
 ARMS += EFFICIENT_ARMS
+# The tensor-wise fast path (a first gradient of the perturbed tensors only),
+# each at its own rho: the budget of 10 % of the last block, which the Fisher
+# mask spends on its BatchNorm and the head, and the whole last block, its
+# conv kernel included (a fixed all-ones mask on those leaves).
+FAST_PATH_ARMS = (
+    Arm("ssam-f", 0.9, tensorwise=True, leaves="last block",
+        rho_grid=(0.2, 0.5, 1.0)),
+    Arm("ssam-random", 0.0, tensorwise=True, leaves="last block",
+        rho_grid=(0.2, 0.5, 1.0)),
+)
+ARMS += FAST_PATH_ARMS
 # Paired comparisons besides SAM and SGD, by arm label: at equal radius
 # ("masked") or each at its own rho, does a mask beat the random one?
 CONTRASTS = {

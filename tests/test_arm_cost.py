@@ -1,0 +1,39 @@
+"""The arm-cost benchmark's bookkeeping: which arms share a timing, and how a
+run's rows join the file (the timing itself is the benchmark's)."""
+
+from benchmarks import arm_cost
+from experiments import sweep_arms
+
+
+def _row(ratio):
+  return {"epoch_seconds_median": ratio, "epoch_seconds": [ratio], "steps": 3,
+          "ratio_to_sgd": ratio}
+
+
+def test_an_arm_and_its_own_rho_twin_share_a_timing():
+  last_block = sweep_arms.arm("ssam-f tensorwise s=0.9 last block")
+  own = sweep_arms.arm("ssam-f tensorwise s=0.9 own rho last block")
+  key = arm_cost._cost_key("overfit", last_block, 0.2)
+  assert key == arm_cost._cost_key("overfit", own, 0.2)
+  assert key == arm_cost._cost_key("overfit", own, 1.0)
+  every_10 = sweep_arms.arm("sam every 10 own rho")
+  every_5 = sweep_arms.arm("sam every 5 own rho")
+  assert len({key, arm_cost._cost_key("overfit", every_10, 0.2),
+              arm_cost._cost_key("overfit", every_5, 0.2),
+              arm_cost._cost_key("overfit", sweep_arms.SAM, 0.2)}) == 4
+
+
+def test_a_file_without_runs_becomes_run_zero_and_keeps_untimed_rows():
+  previous = {"command": "python -m benchmarks.arm_cost", "backend": "cpu",
+              "regime": "overfit", "rho": 0.2, "rounds": 5,
+              "arms": {"sgd": _row(1.0), "sam": _row(1.9), "ssam-d s=0.9": _row(1.88)}}
+  run = {"command": "python -m benchmarks.arm_cost --only sam", "backend": "cpu",
+         "regime": "overfit", "rho": 0.2, "rounds": 3, "provenance": {"cpu": "x"}}
+  out = arm_cost.merged(previous, run, {"sgd": _row(1.0), "sam": _row(1.7)})
+  assert [r["command"] for r in out["runs"]] == [previous["command"], run["command"]]
+  assert out["runs"][1]["provenance"] == {"cpu": "x"}
+  assert out["arms"]["ssam-d s=0.9"] == {"run": 0, **_row(1.88)}
+  assert out["arms"]["sam"] == {"run": 1, **_row(1.7)}
+  assert out["rounds"] == 3 and "provenance" not in out
+  again = arm_cost.merged(out, {**run, "rounds": 4}, {"sgd": _row(1.0)})
+  assert [len(again["runs"]), again["arms"]["sam"]["run"], again["arms"]["sgd"]["run"]] == [3, 1, 2]
