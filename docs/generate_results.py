@@ -1,7 +1,8 @@
-"""Writes docs/results.md and README.md's results table from the committed results.
+"""Writes docs/results.md, README.md's results table and the measured part of
+docs/efficient.md from the committed results.
 
-  python docs/generate_results.py          # rewrite both
-  python docs/generate_results.py --check  # exit 1 if either is out of date
+  python docs/generate_results.py          # rewrite all three
+  python docs/generate_results.py --check  # exit 1 if any is out of date
 
 README.md's table sits between the markers ``<!-- RESULTS TABLE -->`` and
 ``<!-- END RESULTS TABLE -->``; nothing else in the README is touched.
@@ -30,41 +31,20 @@ from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-impor
 from experiments import sweep_arms  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tensorwise_masks  # pylint: disable=g-import-not-at-top,wrong-import-position
+import efficient_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 import radius_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
-    EARLY, FINAL, METRIC_NAMES, RADIUS_LABELS, compared_metric, display_names,
+    EARLY, FINAL, METRIC_NAMES, RADIUS_LABELS, TENSORWISE_NOTE, compared_metric, display_names,
     early_stopping_note, family_size, format_paired, hessian_reading, kept_sentence,
-    paired, reading, sam_vs_sgd, separates, stat)
+    load_summary, paired, perturbs_of, reading, sam_vs_sgd, separates, stat)
 
 OUT = ROOT / "docs" / "results.md"
+EFFICIENT = ROOT / "docs" / "efficient.md"
 README = ROOT / "README.md"
 README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->"
-RESULTS = ROOT / "experiments" / "results"
 FIGURES = "../experiments/results/figures"
 REGIMES = ("overfit", "label_noise")
-TENSORWISE_NOTE = (
-    "A tensor-wise arm is named by what its mask perturbs, measured, rather than by its "
-    "budget (`s=0.9`: at most 10 % of the parameters it may perturb): the tensors, by "
-    "Flax's module names (read from the mask after the arm's first training step by "
-    "`python -m experiments.tensorwise_masks`, `experiments/results/"
-    "tensorwise_masks.json`), and the fraction of all parameters that every epoch of "
-    "every seed records. Only tensors that fit the budget whole are taken, so that "
-    "fraction can be far below the budget.")
-
-
-def load_summary(regime: str) -> dict | None:
-  path = RESULTS / f"{regime}_summary.json"
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def perturbs_of(regime: str, summary: dict) -> dict[str, str]:
-  """What each tensor-wise arm of the summary perturbs: its measured tensors
-  (``experiments/results/tensorwise_masks.json``) and recorded density."""
-  rows = sweep.rows_by_arm(regime)
-  return tensorwise_masks.perturbs(regime, {arm: rows.get(arm, [])
-                                            for arm in summary["arms"]})
-
 
 COLUMN_NAMES = {FINAL: "final test (%)", EARLY: "early-stopped test (%)",
                 "validation_accuracy": "validation (%)", "train_accuracy": "train (%)"}
@@ -364,7 +344,11 @@ def readme_table() -> str:
           + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "
           "arm, and the radius-controlled arms: each mask at its own rho, and at equal "
           "radius."
-          + gpu_step_time.readme_sentence())
+          + gpu_step_time.readme_sentence() + efficient_readme())
+
+
+def efficient_readme() -> str:
+  return efficient_section.readme_paragraph(*efficient_section.inputs(ROOT))
 
 
 def render_readme(readme: str) -> str:
@@ -380,6 +364,7 @@ def main(argv=None) -> int:
   outputs = {OUT: render()}
   if README.exists() and README_START in README.read_text():
     outputs[README] = render_readme(README.read_text())
+  outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient_section.inputs(ROOT))
   stale = [path for path, text in outputs.items()
            if not path.exists() or path.read_text() != text]
   if args.check:

@@ -11,13 +11,41 @@ the regime's paired comparisons of that metric (its ``holm`` entry): only
 those are stated as claims in the README.
 """
 
+import json
+import pathlib
+
+from experiments import sweep
 from experiments import sweep_arms
+from experiments import tensorwise_masks
 
 FINAL, EARLY = "test_accuracy", "early_stopped_test_accuracy"
 METRIC_NAMES = {FINAL: "final", EARLY: "early-stopped"}
 FASHION_MNIST_CLASSES = 10
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "results"
 # Arms with a subsection of their own (docs/radius_section.py).
 RADIUS_LABELS = tuple(arm.label for arm in sweep_arms.RADIUS_ARMS)
+TENSORWISE_NOTE = (
+    "A tensor-wise arm is named by what its mask perturbs, measured, rather than by its "
+    "budget (`s=0.9`: at most 10 % of the parameters it may perturb): the tensors, by "
+    "Flax's module names (read from the mask after the arm's first training step by "
+    "`python -m experiments.tensorwise_masks`, `experiments/results/"
+    "tensorwise_masks.json`), and the fraction of all parameters that every epoch of "
+    "every seed records. Only tensors that fit the budget whole are taken, so that "
+    "fraction can be far below the budget.")
+
+
+def load_summary(regime: str) -> dict | None:
+  """The committed ``<regime>_summary.json``, or None."""
+  path = RESULTS / f"{regime}_summary.json"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def perturbs_of(regime: str, summary: dict) -> dict[str, str]:
+  """What each tensor-wise arm of the summary perturbs: its measured tensors
+  (``experiments/results/tensorwise_masks.json``) and recorded density."""
+  rows = sweep.rows_by_arm(regime)
+  return tensorwise_masks.perturbs(regime, {arm: rows.get(arm, [])
+                                            for arm in summary["arms"]})
 
 
 def stat(entry: dict | None, metric: str) -> str:

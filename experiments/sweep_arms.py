@@ -233,6 +233,9 @@ FAST_PATH_ARMS = (
         rho_grid=(0.2, 0.5, 1.0)),
 )
 ARMS += FAST_PATH_ARMS
+# The arms of the accuracy-vs-cost frontier (experiments.analysis.frontier).
+FRONTIER_ARMS = (SGD, Arm("sgd", doubled="num_epochs"), SAM, SSAM_F_HALF,
+                 *(arm for arm in ARMS if arm.tensorwise), *EFFICIENT_ARMS)
 # Paired comparisons besides SAM and SGD, by arm label: at equal radius
 # ("masked") or each at its own rho, does a mask beat the random one?
 CONTRASTS = {

@@ -30,6 +30,7 @@ from experiments import radius
 from experiments import reporting
 from experiments import steps
 from experiments import workdir_guard
+from experiments.configs import common
 
 Batch = dict[str, jax.Array]
 
@@ -315,8 +316,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = True,
     if has_checkpoints and not resume:
       raise workdir_guard.ResumeRefusedError(
           f"{workdir} holds checkpoints; pass --resume or use a new workdir.")
-    changed = workdir_guard.check_config(config, workdir, has_checkpoints,
-                                         allow_config_change)
+    changed = workdir_guard.check_config(
+        config, workdir, has_checkpoints, allow_config_change,
+        defaults=workdir_guard.flat_config(common.get_base_config()))
     trainer = Trainer(config, workdir)
     # The mesh in context lets the library see the data sharding while
     # tracing (the empirical Fisher replicates its examples, see

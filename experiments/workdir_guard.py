@@ -7,7 +7,9 @@ run killed with ``kill -9`` leaves no stale lock behind.
 ``check_config`` keeps ``workdir/config.json`` equal to the config of the
 checkpoints in ``workdir/checkpoints`` (analyses rebuild the model from it).
 Resuming with a different config is refused with the differing keys, unless
-each of them is named as safe to change. Once the run has saved its first
+each of them is named as safe to change. A key that the checkpoints' config
+lacks and that this run leaves at its default is no change: keys join the
+config with defaults that keep what older programs did. Once the run has saved its first
 checkpoint, ``record_config`` appends a record of the run (with the accepted
 changes) to ``workdir/config_history.jsonl`` and rewrites ``config.json``.
 """
@@ -77,7 +79,8 @@ def flat_config(config) -> dict[str, Any]:
 
 
 def check_config(config, workdir: str, has_checkpoints: bool,
-                 allowed_changes: Sequence[str] = ()) -> Optional[dict]:
+                 allowed_changes: Sequence[str] = (),
+                 defaults: Optional[dict[str, Any]] = None) -> Optional[dict]:
   """Refuses a resume whose config differs from the checkpoints' config.
 
   Args:
@@ -85,6 +88,8 @@ def check_config(config, workdir: str, has_checkpoints: bool,
     workdir: the run's directory.
     has_checkpoints: whether ``workdir`` holds checkpoints to resume from.
     allowed_changes: dotted keys that may differ from the checkpoints' config.
+    defaults: every key's default (``flat_config`` of the base config): a key
+      absent from the checkpoints' config and at its default here is accepted.
 
   Returns:
     ``{key: [old, new]}`` of the accepted changes, or None if the workdir has
@@ -104,7 +109,10 @@ def check_config(config, workdir: str, has_checkpoints: bool,
   changed = {key: [old.get(key, _MISSING), new.get(key, _MISSING)]
              for key in sorted(old.keys() | new.keys())
              if old.get(key, _MISSING) != new.get(key, _MISSING)}
-  refused = [key for key in changed if key not in allowed_changes]
+  defaults = defaults or {}
+  refused = [key for key, (before, now) in changed.items()
+             if key not in allowed_changes
+             and not (before == _MISSING and key in defaults and now == defaults[key])]
   if refused:
     differences = ", ".join(f"{key}: {changed[key][0]!r} -> "
                             f"{changed[key][1]!r}" for key in refused)

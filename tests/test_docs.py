@@ -36,7 +36,11 @@ def test_pages_with_examples_are_found():
       p.name for p in PAGES if python_blocks(p)}
 
 
-@pytest.mark.parametrize("page", [p.name for p in PAGES if python_blocks(p)])
+# scaling.md's examples repeat what tests/test_sharding.py covers on more devices,
+# in a fresh process: they run with -m slow.
+@pytest.mark.parametrize("page", [
+    pytest.param(p.name, marks=pytest.mark.slow) if p.name in SUBPROCESS_PAGES else p.name
+    for p in PAGES if python_blocks(p)])
 def test_page_examples_run(page):
   path = DOCS / page
   if page in SUBPROCESS_PAGES:

@@ -11,6 +11,7 @@ from experiments import sweep
 from experiments.analysis import accuracy_vs_sparsity
 from experiments.analysis import error_bars
 from experiments.analysis import evidence
+from experiments.analysis import frontier
 from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
@@ -66,26 +67,54 @@ def test_fig3_draws_95_intervals_with_n_in_percent(saved):
   assert any("95 %" in text.get_text() for text in saved[0].texts)
 
 
-def test_accuracy_vs_cost_names_arms_in_a_legend_not_on_the_points(saved):
+def _point(arm, cost, mean, n, display=None, std=0.5):
+  return {"arm": arm, "display": display or arm, "metric": frontier.METRIC,
+          "cost": cost, "mean": mean, "std": std, "n": n}
+
+
+def test_pareto_front_keeps_the_undominated_points_with_every_seed():
+  sgd = _point("sgd", 1.0, 80.6, 5)
+  sam = _point("sam", 1.9, 84.4, 5)
+  cheap = _point("sam every 10 own rho", 1.1, 83.0, 5)
+  dominated = _point("ssam-f s=0.5", 1.9, 84.2, 5)  # SAM's cost, lower mean
+  tie_cost = _point("sam looksam 10 own rho", 1.1, 82.0, 5)  # same cost, lower mean
+  one_seed = _point("sam msam own rho", 1.0, 90.0, 1)  # would dominate, one seed
+  front = frontier.pareto_front([sam, dominated, sgd, tie_cost, cheap, one_seed], 5)
+  assert front == [sgd, cheap, sam]
+
+
+def test_frontier_points_add_sgd_final_epoch_and_skip_arms_without_cost():
+  stats = {"mean": 80.0, "std": 1.0, "n": 5}
+  arms = {"sgd": {"test_accuracy": {**stats, "mean": 71.0},
+                  frontier.METRIC: stats},
+          "sam": {"test_accuracy": stats, frontier.METRIC: {**stats, "mean": 84.0}},
+          "ssam-f s=0.5": {"test_accuracy": stats, frontier.METRIC: stats},
+          "ssam-d s=0.9": {"test_accuracy": stats, frontier.METRIC: stats}}
+  found = frontier.points(arms, {}, {"sgd": 1.0, "sam": 1.9, "ssam-d s=0.9": 1.9})
+  assert [(p["display"], p["metric"], p["mean"]) for p in found] == [
+      ("sgd", frontier.METRIC, 80.0), (frontier.SGD_FINAL, "test_accuracy", 71.0),
+      ("sam", frontier.METRIC, 84.0)]  # ssam-d s=0.9 is no frontier arm
+
+
+def test_frontier_names_arms_in_a_legend_and_hollows_points_with_fewer_seeds(saved):
   points = [
-      {"arm": "sam", "display": "sam", "cost": 1.9, "mean": 84.3, "std": 0.4, "n": 5},
-      {"arm": "ssam-f tensorwise s=0.9 last block",
-       "display": "ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %)",
-       "cost": 1.3, "mean": 75.5, "std": 0.8, "n": 3}]
-  evidence.plot_accuracy_vs_cost(points, "unused.png", "R2: label noise")
+      _point("sam", 1.9, 84.3, 5, std=0.4),
+      _point("ssam-f tensorwise s=0.9 last block", 1.3, 75.5, 3,
+             display="ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %)", std=0.8)]
+  frontier.plot(points, points[:1], 5, "unused.png", "R2: label noise")
   axis = saved[0].axes[0]
   assert not axis.texts  # no inline labels to overlap
   legend = axis.get_legend()
   assert [t.get_text() for t in legend.get_texts()] == [
-      "sam (n = 5)", "ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %) (n = 3)"]
+      "Pareto front of the means (n >= 5)", "sam (n = 5)",
+      "ssam-f tensorwise (BatchNorm_2 + Dense_0, 0.827 %) (n = 3)"]
   assert "colour" in legend.get_title().get_text()
-  assert axis.get_ylabel() == "test accuracy (%)"
+  assert axis.get_ylabel() == "early-stopped test accuracy (%)"
   np.testing.assert_allclose(sorted(_bar_half_widths(axis)), sorted(
       [error_bars.half_width(0.4, 5), error_bars.half_width(0.8, 3)]))
-  colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
-             else line.get_color() for container in axis.containers
-             for line in [container.lines[0]]}
-  assert len(colours) == 2  # SAM's family and SSAM-F's
+  markers = [container.lines[0] for container in axis.containers]
+  assert [m.get_markerfacecolor() for m in markers][1] == "none"
+  assert markers[0].get_markerfacecolor() != "none"
 
 
 def _landscape_model(scale):

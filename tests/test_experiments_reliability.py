@@ -271,3 +271,19 @@ def test_lock_of_a_killed_run_is_released(tmp_path):
     holder.kill()
     holder.wait(timeout=60)
     holder.stdout.close()
+
+
+def test_a_key_the_checkpoints_predate_is_no_change_at_its_default(tmp_path):
+  """A key added to the program after the checkpoints were made resumes at
+  its default, and is refused at any other value."""
+  old = {"optimizer": "sam", "rho": 0.2}
+  (tmp_path / workdir_guard.CONFIG_FILE).write_text(json.dumps(old))
+  defaults = {"optimizer": "ssam-f", "rho": 0.05, "ascent": "always"}
+  changed = workdir_guard.check_config({**old, "ascent": "always"}, str(tmp_path), True,
+                                       defaults=defaults)
+  assert changed == {"ascent": ["<absent>", "always"]}
+  with pytest.raises(workdir_guard.ConfigMismatchError, match="ascent: '<absent>' -> 'msam'"):
+    workdir_guard.check_config({**old, "ascent": "msam"}, str(tmp_path), True,
+                               defaults=defaults)
+  with pytest.raises(workdir_guard.ConfigMismatchError, match="ascent"):
+    workdir_guard.check_config({**old, "ascent": "always"}, str(tmp_path), True)

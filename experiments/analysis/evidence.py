@@ -11,8 +11,10 @@ and, when present, the regime's ``benchmarks.arm_cost`` measurement
 
 - ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
   sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
-- ``accuracy_vs_cost.{png,json}``: every arm's test accuracy against the cost
-  of its whole training run in units of SGD's (``sweep_readouts.training_cost``).
+- ``accuracy_vs_cost.{png,json}``: the early-stopped test accuracy of SGD,
+  SAM, SSAM-F 50 %, the tensor-wise arms and the cheaper ascents against the
+  cost of the whole training run in units of SGD's, with the Pareto front
+  (``frontier``).
 
 Both draw the mean over seeds with its 95 % confidence interval
 (``error_bars``) and name each tensor-wise arm by what it perturbs
@@ -37,6 +39,7 @@ from experiments import sweep_readouts
 from experiments import tensorwise_masks
 from experiments.analysis import accuracy_vs_sparsity
 from experiments.analysis import error_bars
+from experiments.analysis import frontier
 from experiments.analysis import gradient_ratio
 from experiments.analysis import hessian
 from experiments.analysis import landscape
@@ -70,45 +73,6 @@ def accuracy_vs_sparsity_results(arms: dict, metric: str = "test_accuracy") -> d
   return {"metric": metric, "sparse": sparse, "dense": dense}
 
 
-# One colour per optimizer family (an arm's optimizer), as in Fig. 3, and one
-# marker per variant within a family.
-FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "tab:green",
-                 "sam": "black", "sgd": "dimgray"}
-SPARSITY_MARKERS = {0.5: "o", 0.9: "s", 0.99: "^"}
-
-
-def _style(arm: sweep_arms.Arm) -> dict:
-  """Colour by family; marker by sparsity, tensor-wise ("P", "X" when confined
-  to a leaf group) or a doubled value ("D")."""
-  if arm.tensorwise:
-    marker = "X" if arm.leaves else "P"
-  elif arm.doubled:
-    marker = "D"
-  else:
-    marker = SPARSITY_MARKERS.get(arm.sparsity, "o")
-  return {"color": FAMILY_COLORS.get(arm.optimizer, "tab:purple"), "marker": marker}
-
-
-def plot_accuracy_vs_cost(points: list[dict], path: str, title: str) -> str:
-  """Each arm's mean test accuracy (95 % interval) against its training cost;
-  a legend names the arms (display label, seeds) instead of inline labels."""
-  figure, axis = plt.subplots(figsize=(10, 4.8))
-  for point in points:
-    axis.errorbar(point["cost"], point["mean"],
-                  yerr=error_bars.half_width(point["std"], point["n"]),
-                  capsize=3, linestyle="none", markersize=7, alpha=0.85,
-                  label=f"{point['display']} (n = {point['n']})",
-                  **_style(sweep_arms.arm(point["arm"])))
-  axis.set_xlabel("training cost (x SGD's, measured on the machine of the runs)")
-  axis.set_ylabel("test accuracy (%)")
-  axis.set_title(title)
-  axis.grid(alpha=0.3)
-  axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
-              title="arm (colour: optimizer family)", title_fontsize=8)
-  error_bars.add_caption(figure)
-  return output.save_figure(figure, path)
-
-
 def make_figures(regime: str) -> list[str]:
   rows = sweep.rows_by_arm(regime)
   arms = statistics_report.arm_statistics(rows)
@@ -127,17 +91,19 @@ def make_figures(regime: str) -> list[str]:
        **results}))
   cost_file = sweep_readouts.cost_file(regime)
   if cost_file.exists():
-    costs = json.loads(cost_file.read_text())["arms"]
-    points = [{"arm": label, "display": names[label], "cost": sweep_readouts.training_cost(
-        regime, sweep_arms.arm(label), costs[label]["ratio_to_sgd"]),
-               **entry["test_accuracy"]}
-              for label, entry in arms.items() if label in costs]
-    paths.append(plot_accuracy_vs_cost(points, str(out / "accuracy_vs_cost.png"),
-                                       title))
+    costs = {label: sweep_readouts.training_cost(regime, sweep_arms.arm(label),
+                                                 row["ratio_to_sgd"])
+             for label, row in json.loads(cost_file.read_text())["arms"].items()}
+    candidates = frontier.points(arms, names, costs)
+    min_seeds = len(sweep.REGIMES[regime].seeds)
+    front = frontier.pareto_front(candidates, min_seeds)
+    paths.append(frontier.plot(candidates, front, min_seeds,
+                               str(out / "accuracy_vs_cost.png"), title))
     paths.append(output.write_json(str(out / "accuracy_vs_cost.json"), {
         "regime": regime, "cost_source": str(cost_file),
         "accuracy_source": str(sweep.results_file(regime)),
-        "error_bars": error_bars.CAPTION, "points": points}))
+        "error_bars": error_bars.CAPTION, "front_min_seeds": min_seeds,
+        "points": candidates, "front": [p["display"] for p in front]}))
   return paths
 
 

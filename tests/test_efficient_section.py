@@ -1,0 +1,68 @@
+"""The measured part of docs/efficient.md (docs/efficient_section.py) on small
+hand-made summaries: the gain kept, the target, and the pick per budget."""
+
+import pathlib
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+sys.path.insert(0, str(DOCS))
+
+import efficient_section  # pylint: disable=g-import-not-at-top,wrong-import-position
+from test_results_reading import SAM, SGD, summary_of  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+EVERY_10 = "sam every 10 own rho"
+MSAM = "sam msam own rho"
+# Early-stopped: within 0.3 of SAM, either side (a tie); and half of SAM's gain.
+CLOSE = [(final, early + offset)
+         for (final, early), offset in zip(SAM, (-0.3, 0.2, -0.1, 0.1, -0.2))]
+HALF = [(final, (early + sgd_early) / 2) for (final, early), (_, sgd_early) in zip(SAM, SGD)]
+
+
+def _rows(arms, costs):
+  return {row["label"]: row for row in efficient_section.rows(summary_of(arms), costs)}
+
+
+def test_gain_kept_is_the_paired_gain_over_sgd_as_a_share_of_sams():
+  rows = _rows({"sgd": SGD, "sam": SAM, MSAM: HALF}, {"sgd": 1.0, "sam": 1.9, MSAM: 1.0})
+  assert abs(rows[MSAM]["kept"] - 0.5) < 1e-9
+  assert rows["sam"]["kept"] == 1.0
+  assert not rows[MSAM]["meets"]  # half the gain, and below SAM
+
+
+def test_target_needs_the_cost_the_gain_the_tie_and_every_seed():
+  costs = {"sgd": 1.0, "sam": 1.9, EVERY_10: 1.1}
+  assert _rows({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE}, costs)[EVERY_10]["meets"]
+  too_dear = _rows({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE}, {**costs, EVERY_10: 1.2})
+  assert not too_dear[EVERY_10]["meets"]
+  three_seeds = _rows({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE[:3]}, costs)
+  assert not three_seeds[EVERY_10]["meets"]
+  untimed = _rows({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE}, {"sgd": 1.0, "sam": 1.9})
+  assert not untimed[EVERY_10]["meets"] and untimed[EVERY_10]["cost"] is None
+
+
+def test_each_budget_gets_its_most_accurate_complete_arm_once():
+  summary = summary_of({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE, MSAM: HALF})
+  costs = {"sgd": 1.0, "sam": 1.9, EVERY_10: 1.1, MSAM: 1.0}
+  lines = efficient_section.which_to_pick(efficient_section.rows(summary, costs), {})
+  assert [line.split(":")[0] for line in lines] == [
+      "Up to 1x SGD's cost", "Up to 1.3x SGD's cost", "Up to 2x SGD's cost"]
+  assert lines[0].startswith("Up to 1x SGD's cost: sam msam own rho (1.00x)")
+  assert EVERY_10 in lines[1] and "sam (1.90x)" in lines[2]
+
+
+def test_render_replaces_only_the_text_between_the_markers():
+  text = f"intro\n{efficient_section.START}\nold\n{efficient_section.END}\noutro\n"
+  out = efficient_section.render(text, None, {}, {})
+  assert out == (f"intro\n{efficient_section.START}\n\nNo R2 summary is committed.\n\n"
+                 f"{efficient_section.END}\noutro\n")
+
+
+def test_readme_paragraph_names_the_best_cheap_arm_only_once_it_has_every_seed():
+  costs = {"sgd": 1.0, "sam": 1.9, EVERY_10: 1.1}
+  partial = summary_of({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE[:1]})
+  assert "no cheaper ascent is measured at every seed" in efficient_section.readme_paragraph(
+      partial, costs, {})
+  complete = summary_of({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE})
+  text = efficient_section.readme_paragraph(complete, costs, {EVERY_10: "SAM every 10"})
+  assert "at up to 1.15x SGD's cost is SAM every 10 (1.10x)" in text
+  assert text.endswith("tying SAM: SAM every 10.")
