@@ -6,9 +6,11 @@ For each arm of ``experiments.sweep_arms.ARMS`` (or of ``--only``, with SGD)
 this builds the ``Trainer`` of the regime's config with the arm's overrides
 and times one epoch of its train step on batches already in memory, starting
 at a mask refresh, so a sparse arm pays its refreshes at the rate training
-does (one per ``mask_update_epochs``). Arms are timed in interleaved rounds
-after compilation; the median epoch time over rounds, divided by SGD's in the
-same run, is the arm's cost. Arms whose configs differ only in rho (an arm
+does (one per ``mask_update_epochs``). Arms are timed after compilation in
+rounds, in a shuffled order with an SGD epoch before and after every few
+arms; an arm's cost is the median over rounds of its epoch time divided by
+the mean of the two SGD epochs around it, which follows the machine's speed
+as it drifts. Arms whose configs differ only in rho (an arm
 and its "own rho" twin) share one timing. Absolute times depend on the
 machine; ratios from one run compare.
 
@@ -23,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # pylint: disable=g-import-not-at-top
 import pathlib
+import random
 import statistics
 import sys
 import tempfile
@@ -66,13 +69,43 @@ def _cost_key(regime: str, arm: sweep_arms.Arm, rho: float) -> str:
   return json.dumps(overrides, sort_keys=True)
 
 
-def measure(regime: str, rho: float, rounds: int,
-            arms: list[sweep_arms.Arm]) -> dict:
-  """Per arm label: epoch seconds and their median's ratio to SGD's."""
+def round_order(keys: list[str], sgd: str, round_index: int,
+                anchor_every: int) -> list[str]:
+  """One round's timing order: the arms other than SGD shuffled (seeded by
+  the round), with SGD first and again after every ``anchor_every`` arms and
+  at the end, so that each arm sits between two SGD timings."""
+  others = [key for key in keys if key != sgd]
+  random.Random(round_index).shuffle(others)
+  order = [sgd]
+  for index, key in enumerate(others):
+    order.append(key)
+    if (index + 1) % anchor_every == 0 or index == len(others) - 1:
+      order.append(sgd)
+  return order
+
+
+def local_ratios(order: list[str], seconds: list[float], sgd: str) -> dict[str, float]:
+  """Each arm's time in ``order`` over the mean of the SGD timings around it:
+  the machine's speed drifts over minutes, so the nearest SGD is the fair one."""
+  anchors = [i for i, key in enumerate(order) if key == sgd]
+  ratios = {}
+  for i, key in enumerate(order):
+    if key != sgd:
+      before = max(a for a in anchors if a < i)
+      after = min(a for a in anchors if a > i)
+      ratios[key] = seconds[i] / ((seconds[before] + seconds[after]) / 2)
+  return ratios
+
+
+def measure(regime: str, rho: float, rounds: int, arms: list[sweep_arms.Arm],
+            anchor_every: int = 4) -> dict:
+  """Per arm label: epoch seconds per round, the ratio to the SGD epochs
+  timed around it in each round (``local_ratios``), and their median."""
   keys = {arm.label: _cost_key(regime, arm, rho) for arm in arms}
   timed = {}  # cost key -> the first arm with it
   for arm in arms:
     timed.setdefault(keys[arm.label], arm)
+  sgd = keys[sweep_arms.SGD.label]
   runners = {}
   with tempfile.TemporaryDirectory() as root:
     for key, arm in timed.items():
@@ -80,13 +113,19 @@ def measure(regime: str, rho: float, rounds: int,
           root, arm.label.replace(" ", "_").replace("/", "_")))
       print(f"compiled {arm.label}", flush=True)
     seconds = {key: [] for key in timed}
-    for _ in range(rounds):
-      for key in timed:
-        seconds[key].append(runners[key][0]())
-  sgd = statistics.median(seconds[keys[sweep_arms.SGD.label]])
+    ratios = {key: [] for key in timed if key != sgd}
+    for round_index in range(rounds):
+      order = round_order(list(timed), sgd, round_index, anchor_every)
+      times = [runners[key][0]() for key in order]
+      for key, value in zip(order, times):
+        seconds[key].append(value)
+      for key, ratio in local_ratios(order, times, sgd).items():
+        ratios[key].append(ratio)
+  ratios[sgd] = [1.0]
   return {label: {"epoch_seconds_median": statistics.median(seconds[key]),
                   "epoch_seconds": seconds[key], "steps": runners[key][1],
-                  "ratio_to_sgd": statistics.median(seconds[key]) / sgd,
+                  "ratios_to_nearest_sgd": ratios[key],
+                  "ratio_to_sgd": statistics.median(ratios[key]),
                   **({"timed_as": timed[key].label}
                      if timed[key].label != label else {})}
           for label, key in keys.items()}

@@ -37,3 +37,19 @@ def test_a_file_without_runs_becomes_run_zero_and_keeps_untimed_rows():
   assert out["rounds"] == 3 and "provenance" not in out
   again = arm_cost.merged(out, {**run, "rounds": 4}, {"sgd": _row(1.0)})
   assert [len(again["runs"]), again["arms"]["sam"]["run"], again["arms"]["sgd"]["run"]] == [3, 1, 2]
+
+
+def test_every_arm_is_timed_between_two_sgd_epochs_in_a_shuffled_order():
+  keys = ["sgd"] + [f"arm{i}" for i in range(6)]
+  orders = [arm_cost.round_order(keys, "sgd", r, anchor_every=4) for r in range(3)]
+  for order in orders:
+    assert order[0] == order[-1] == "sgd" and order.count("sgd") == 3
+    assert sorted(k for k in order if k != "sgd") == keys[1:]
+    assert "sgd" in order[1:6] and order.index("sgd", 1) == 5  # after four arms
+  assert len({tuple(order) for order in orders}) > 1
+
+
+def test_ratio_is_to_the_mean_of_the_sgd_epochs_around_the_arm():
+  order = ["sgd", "a", "b", "sgd", "c", "sgd"]
+  seconds = [2.0, 4.0, 6.0, 4.0, 9.0, 2.0]
+  assert arm_cost.local_ratios(order, seconds, "sgd") == {"a": 4 / 3, "b": 2.0, "c": 3.0}
