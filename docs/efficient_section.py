@@ -14,8 +14,6 @@ SGD's cost: at most ``TARGET_COST`` x SGD's cost, at least ``TARGET_KEPT`` of
 SAM's gain over early-stopped SGD, and a tie with SAM by the paired interval.
 """
 
-import json
-
 from experiments import sweep
 from experiments import sweep_arms
 from experiments import sweep_readouts
@@ -31,20 +29,11 @@ BUDGETS = (1.0, 1.15, 1.3, 2.0)
 OWN_RHO_LABELS = tuple(arm.label for arm in sweep_arms.FRONTIER_ARMS if arm.rho_grid)
 
 
-def inputs(root) -> tuple[dict | None, dict[str, float], dict[str, str]]:
+def inputs() -> tuple[dict | None, dict[str, float], dict[str, str]]:
   """The R2 summary, each arm's cost and display names."""
   summary = load_summary(REGIME)
   names = summary and display_names(summary["arms"], perturbs_of(REGIME, summary))
-  return summary, costs(REGIME, root), names or {}
-
-
-def costs(regime: str, root) -> dict[str, float]:
-  """Each timed arm's whole-run cost in units of SGD's (empty if not timed)."""
-  path = root / sweep_readouts.cost_file(regime)
-  if not path.exists():
-    return {}
-  return {label: sweep_readouts.training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
-          for label, row in json.loads(path.read_text())["arms"].items()}
+  return summary, sweep_readouts.training_costs(REGIME), names or {}
 
 
 def rows(summary: dict, cost: dict[str, float]) -> list[dict]:

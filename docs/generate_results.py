@@ -166,9 +166,7 @@ def regime_section(regime: str) -> list[str]:
             f"(`python -m experiments.sweep summary --regime {regime}`).", ""]
   cost_path = ROOT / sweep_readouts.cost_file(regime)
   cost_report = json.loads(cost_path.read_text()) if cost_path.exists() else None
-  costs = cost_report and {
-      label: sweep_readouts.training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
-      for label, row in cost_report["arms"].items()}
+  costs = sweep_readouts.training_costs(regime) or None
   settings = summary["settings"]
   perturbs = perturbs_of(regime, summary)
   names = display_names(summary["arms"], perturbs)
@@ -348,7 +346,7 @@ def readme_table() -> str:
 
 
 def efficient_readme() -> str:
-  return efficient_section.readme_paragraph(*efficient_section.inputs(ROOT))
+  return efficient_section.readme_paragraph(*efficient_section.inputs())
 
 
 def render_readme(readme: str) -> str:
@@ -364,7 +362,7 @@ def main(argv=None) -> int:
   outputs = {OUT: render()}
   if README.exists() and README_START in README.read_text():
     outputs[README] = render_readme(README.read_text())
-  outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient_section.inputs(ROOT))
+  outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient_section.inputs())
   stale = [path for path, text in outputs.items()
            if not path.exists() or path.read_text() != text]
   if args.check:

@@ -79,3 +79,13 @@ def training_cost(regime: str, arm: sweep_arms.Arm, epoch_ratio: float) -> float
   config = sweep.regime_config(regime)
   epochs = sweep.overrides_of(regime, arm, rho=0.0).get("num_epochs", config.num_epochs)
   return epoch_ratio * epochs / config.num_epochs
+
+
+def training_costs(regime: str) -> dict[str, float]:
+  """Each timed arm's :func:`training_cost` by label, from :func:`cost_file`
+  (empty when the regime's costs are not measured)."""
+  path = pathlib.Path(__file__).resolve().parents[1] / cost_file(regime)
+  if not path.exists():
+    return {}
+  return {label: training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
+          for label, row in json.loads(path.read_text())["arms"].items()}

@@ -46,8 +46,6 @@ from experiments.analysis import landscape
 from experiments.analysis import output
 from experiments.analysis import trained
 
-import matplotlib.pyplot as plt  # pylint: disable=g-bad-import-order  (Agg set by output)
-
 FIGURES = pathlib.Path("experiments/results/figures")
 MASKS = {"ssam-f": "Fisher (SSAM-F)", "ssam-d": "dynamic (SSAM-D)",
          "ssam-random": "random mask"}
@@ -91,10 +89,7 @@ def make_figures(regime: str) -> list[str]:
        **results}))
   cost_file = sweep_readouts.cost_file(regime)
   if cost_file.exists():
-    costs = {label: sweep_readouts.training_cost(regime, sweep_arms.arm(label),
-                                                 row["ratio_to_sgd"])
-             for label, row in json.loads(cost_file.read_text())["arms"].items()}
-    candidates = frontier.points(arms, names, costs)
+    candidates = frontier.points(arms, names, sweep_readouts.training_costs(regime))
     min_seeds = len(sweep.REGIMES[regime].seeds)
     front = frontier.pareto_front(candidates, min_seeds)
     paths.append(frontier.plot(candidates, front, min_seeds,
