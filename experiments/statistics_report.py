@@ -1,9 +1,4 @@
-"""Mean ± std over seeds, and differences between arms, unpaired and paired.
-
-Unpaired (the ``vs_sam`` / ``vs_sgd`` keys): the difference of two arms'
-means with the standard error ``sqrt(s_a² / n_a + s_b² / n_b)`` (sample
-stds, all seeds of each arm), once both arms have at least two seeds, called
-a tie when it is within ``TIE_SE`` of them.
+"""Mean ± std over seeds, and paired differences between arms.
 
 Paired (the ``paired`` key, :func:`paired_difference`): the two arms are
 restricted to the seeds both ran, and the per-seed differences ``a_s - b_s``
@@ -33,7 +28,6 @@ from experiments import early_stopping
 METRICS = ("test_accuracy", "validation_accuracy", "train_accuracy",
            "early_stopped_test_accuracy")
 PAIRED_METRICS = ("test_accuracy", "early_stopped_test_accuracy")
-TIE_SE = 2.0
 CONFIDENCE = 0.95
 REFERENCES = ("sam", "sgd")
 
@@ -43,19 +37,6 @@ def describe(values: list[float]) -> dict:
   return {"mean": statistics.fmean(values),
           "std": statistics.stdev(values) if len(values) > 1 else 0.0,
           "n": len(values)}
-
-
-def difference(a: dict, b: dict) -> dict:
-  """``a - b`` of two ``describe`` results, its standard error and verdict."""
-  delta = a["mean"] - b["mean"]
-  se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-  if se == 0:
-    verdict = "tie" if delta == 0 else "undetermined (zero spread)"
-  else:
-    verdict = ("tie" if abs(delta) < TIE_SE * se
-               else "better" if delta > 0 else "worse")
-  return {"mean": delta, "se": se,
-          "se_units": delta / se if se else None, "verdict": verdict}
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float],
@@ -157,9 +138,8 @@ def arm_statistics(rows_by_arm: dict[str, list[dict]],
                    contrasts: dict[str, tuple[str, ...]] | None = None) -> dict:
   """Per arm: metrics in percent over seeds (the early-stopped test accuracy
   with its epochs, see ``experiments.early_stopping``), the mean effective
-  radius where recorded, rho, and differences to SAM and SGD in test
-  accuracy, unpaired (``vs_*``) and paired (``paired``), and paired
-  differences to the arms ``contrasts[arm]`` names; arms without rows are
+  radius where recorded, rho, and paired differences (``paired``) to SAM,
+  to SGD and to the arms ``contrasts[arm]`` names; arms without rows are
   left out. Holm's correction runs over every paired comparison of a
   metric."""
   arms, by_seed = {}, {}
@@ -182,13 +162,6 @@ def arm_statistics(rows_by_arm: dict[str, list[dict]],
     arms[arm] = entry
     by_seed[arm] = {metric: {r["seed"]: 100 * r[metric] for r in rows}
                     for metric in PAIRED_METRICS if all(metric in r for r in rows)}
-  for arm, entry in arms.items():
-    for reference in REFERENCES:
-      # A single seed has no spread: no standard error until both arms have two.
-      if (reference in arms and arm != reference
-          and min(arms[reference]["test_accuracy"]["n"], entry["test_accuracy"]["n"]) > 1):
-        entry[f"vs_{reference}"] = difference(entry["test_accuracy"],
-                                              arms[reference]["test_accuracy"])
   _paired(arms, by_seed, contrasts or {})
   return arms
 
@@ -200,27 +173,30 @@ def _cell(stat: dict | None) -> str:
   return f"{stat['mean']:.2f}{spread}"
 
 
-def _versus(entry: dict, reference: str) -> str:
-  diff = entry.get(f"vs_{reference}")
-  if diff is None:
+def _versus(entry: dict, reference: str, metric: str) -> str:
+  diff = entry.get("paired", {}).get(metric, {}).get(f"vs_{reference}")
+  if diff is None or diff["verdict"] is None:
     return ""
-  if diff["se_units"] is None:
-    return f"{diff['mean']:+.2f} ({diff['verdict']})"
-  return f"{diff['mean']:+.2f} ({diff['se_units']:+.1f} SE, {diff['verdict']})"
+  low, high = diff["ci"]
+  return f"{diff['mean']:+.2f} [{low:+.2f}, {high:+.2f}], n={diff['n']}, {diff['verdict']}"
 
 
 def markdown_table(rows_by_arm: dict[str, list[dict]]) -> str:
-  """Accuracies (%) per arm, with the SAM and SGD gaps; columns no run
-  recorded are left out."""
+  """Accuracies (%) per arm, with the paired differences to SAM and SGD in
+  early-stopped test accuracy (final where no run early-stops); columns no
+  run recorded are left out."""
   arms = arm_statistics(rows_by_arm)
   metrics = [m for m in METRICS if any(m in e for e in arms.values())]
+  compared = PAIRED_METRICS[1] if PAIRED_METRICS[1] in metrics else PAIRED_METRICS[0]
   names = [m.replace("_accuracy", "").replace("_", " ") + " (%)" for m in metrics]
-  lines = ["| arm | seeds | " + " | ".join(names) + " | vs SAM | vs SGD | s / epoch |",
-           "| --- | ---: |" + " ---: |" * len(metrics) + " ---: | ---: | ---: |"]
+  which = {"test_accuracy": "final", "early_stopped_test_accuracy": "early-stopped"}[compared]
+  lines = ["| arm | seeds | " + " | ".join(names) + f" | vs SAM ({which}) | "
+           f"vs SGD ({which}) | s / epoch |",
+           "| --- | ---: |" + " ---: |" * len(metrics) + " --- | --- | ---: |"]
   for arm, entry in arms.items():
     cells = " | ".join(_cell(entry.get(m)) for m in metrics)
     lines.append(
         f"| {arm} | {entry['test_accuracy']['n']} | {cells} | "
-        f"{_versus(entry, 'sam')} | {_versus(entry, 'sgd')} | "
+        f"{_versus(entry, 'sam', compared)} | {_versus(entry, 'sgd', compared)} | "
         f"{entry['mean_epoch_seconds']:.1f} |")
   return "\n".join(lines)

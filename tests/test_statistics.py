@@ -131,9 +131,7 @@ def test_arm_statistics_adds_paired_comparisons_with_one_holm_family():
   assert sam_sgd["holm"]["p"] == sgd_sam["holm"]["p"] == adjusted["sam-sgd"]
   assert ssam["vs_sgd"]["holm"]["p"] == adjusted["ssam-sgd"]
   assert "holm" not in arms["single"]["paired"]["test_accuracy"]["vs_sam"]
-  # The unpaired keys stay as they were.
-  assert arms["ssam"]["vs_sam"] == statistics_report.difference(
-      arms["ssam"]["test_accuracy"], arms["sam"]["test_accuracy"])
+  assert "vs_sam" not in arms["ssam"]  # every comparison is paired
   assert "early_stopped_test_accuracy" not in arms["sam"]["paired"]
 
 
@@ -146,3 +144,15 @@ def test_arm_statistics_pairs_the_early_stopped_accuracy():
   assert arms["sgd"]["early_stopped_test_accuracy"]["mean"] == pytest.approx(81.5)
   assert arms["sgd"]["early_stopped_epochs"] == [3, 3]
   assert arms["sgd"]["early_stopped_approximate_seeds"] == []
+
+
+def test_markdown_table_reads_the_paired_early_stopped_interval():
+  grouped = {"sam": _rows("sam", {0: 0.85, 1: 0.86, 2: 0.84}, early={0: 0.86, 1: 0.87, 2: 0.85}),
+             "sgd": _rows("sgd", {0: 0.70, 1: 0.72, 2: 0.71}, early={0: 0.80, 1: 0.83, 2: 0.81})}
+  table = statistics_report.markdown_table(grouped)
+  diff = statistics_report.arm_statistics(grouped)["sam"]["paired"][
+      "early_stopped_test_accuracy"]["vs_sgd"]
+  low, high = diff["ci"]
+  sam_row = next(line for line in table.splitlines() if line.startswith("| sam |"))
+  assert f"{diff['mean']:+.2f} [{low:+.2f}, {high:+.2f}], n=3, better" in sam_row
+  assert "vs SGD (early-stopped)" in table.splitlines()[0]
