@@ -62,13 +62,6 @@ def _epoch_runner(regime: str, arm: sweep_arms.Arm, rho: float, workdir: str):
   return run_epoch, len(batches)
 
 
-def _cost_key(regime: str, arm: sweep_arms.Arm, rho: float) -> str:
-  """What the cost depends on: the arm's overrides but rho."""
-  overrides = sweep.overrides_of(regime, arm, rho)
-  overrides.pop("rho", None)
-  return json.dumps(overrides, sort_keys=True)
-
-
 def round_order(keys: list[str], sgd: str, round_index: int,
                 anchor_every: int) -> list[str]:
   """One round's timing order: the arms other than SGD shuffled (seeded by
@@ -101,7 +94,7 @@ def measure(regime: str, rho: float, rounds: int, arms: list[sweep_arms.Arm],
             anchor_every: int = 4) -> dict:
   """Per arm label: epoch seconds per round, the ratio to the SGD epochs
   timed around it in each round (``local_ratios``), and their median."""
-  keys = {arm.label: _cost_key(regime, arm, rho) for arm in arms}
+  keys = {arm.label: sweep_readouts.cost_key(regime, arm) for arm in arms}
   timed = {}  # cost key -> the first arm with it
   for arm in arms:
     timed.setdefault(keys[arm.label], arm)
@@ -131,20 +124,33 @@ def measure(regime: str, rho: float, rounds: int, arms: list[sweep_arms.Arm],
           for label, key in keys.items()}
 
 
+# How each run's ratios were computed (a file's older runs may differ).
+METHOD = ("median over rounds of the arm's epoch over the mean of the SGD epochs "
+          "timed just before and after it")
+LEGACY_METHOD = "median epoch over rounds, over SGD's median epoch in the same run"
+
+
 def merged(previous: dict | None, run: dict, results: dict) -> dict:
   """The cost file with ``results`` of ``run`` over ``previous``'s rows.
 
-  A file written before runs were numbered becomes its own run 0.
+  A file without ``runs`` is one run of the legacy method, run 0.
+
+  Raises:
+    ValueError: ``previous`` holds another backend's or regime's costs.
   """
   runs, arms = [], {}
   if previous:
-    runs = previous.get("runs") or [{key: previous[key] for key in (
-        "command", "backend", "rounds") if key in previous}]
+    for key in ("backend", "regime"):
+      if previous.get(key, run[key]) != run[key]:
+        raise ValueError(f"--out holds {key} {previous[key]!r} costs, this run times "
+                         f"{run[key]!r}: ratios of both do not compare; pass another --out.")
+    runs = previous.get("runs") or [{
+        "method": LEGACY_METHOD, **{key: previous[key] for key in (
+            "command", "backend", "regime", "rho", "rounds") if key in previous}}]
     arms = {label: {"run": 0, **row} for label, row in previous["arms"].items()}
   runs.append(run)
   arms.update({label: {"run": len(runs) - 1, **row} for label, row in results.items()})
-  return {**{key: value for key, value in run.items() if key != "provenance"},
-          "runs": runs, "arms": arms}
+  return {"backend": run["backend"], "regime": run["regime"], "runs": runs, "arms": arms}
 
 
 def main(argv=None):
@@ -166,7 +172,7 @@ def main(argv=None):
   out = pathlib.Path(args.out or sweep_readouts.cost_file(args.regime))
   run = {"command": harness.command_line("benchmarks.arm_cost"),
          "backend": jax.default_backend(), "regime": args.regime, "rho": rho,
-         "rounds": args.repetitions, "provenance": provenance.collect()}
+         "rounds": args.repetitions, "method": METHOD, "provenance": provenance.collect()}
   previous = json.loads(out.read_text()) if out.exists() else None
   out.write_text(json.dumps(merged(previous, run, results), indent=1) + "\n")
   print(f"wrote {out}")

@@ -4,14 +4,17 @@ Written by ``docs/generate_results.py`` between the markers ``<!-- MEASURED
 -->`` and ``<!-- END MEASURED -->`` of docs/efficient.md, from
 ``experiments/results/label_noise_summary.json`` and the regime's cost file
 (``benchmarks.arm_cost``). The arms are ``sweep_arms.FRONTIER_ARMS``: SGD,
-SAM, SSAM-F 50 %, the tensor-wise fast path and the cheaper ascents, each at
-its own rho and knob chosen on validation. Accuracy is the early-stopped test
-accuracy; every difference is paired on shared seeds (the summary's).
+SAM, SSAM-F 50 %, the tensor-wise arms and the cheaper ascents (the last two
+partly at their own rho and knob, chosen on validation). Accuracy is the
+early-stopped test accuracy; every difference is paired on shared seeds (the
+summary's).
 
-"Which to pick" names, for each budget, the most accurate arm trained at
-every seed whose cost fits it, and which arms give SAM's benefit at close to
-SGD's cost: at most ``TARGET_COST`` x SGD's cost, at least ``TARGET_KEPT`` of
-SAM's gain over early-stopped SGD, and a tie with SAM by the paired interval.
+"Which to pick" names, for each budget, the arm with the highest mean among
+those trained at every seed whose cost fits it; and the arms that give SAM's
+benefit at close to SGD's cost: at most ``TARGET_COST`` x SGD's cost, at
+least ``TARGET_KEPT`` of SAM's gain over early-stopped SGD (a point
+estimate, on the seeds the arm, SAM and SGD share), and not worse than SAM
+by the paired interval, at every seed.
 """
 
 from experiments import sweep
@@ -20,9 +23,10 @@ from experiments import sweep_readouts
 from radius_section import grid_cell  # pylint: disable=g-importing-member
 from results_reading import (  # pylint: disable=g-importing-member
     EARLY, FINAL, display_names, format_paired, join_and, load_summary, paired,
-    perturbs_of, stat)
+    perturbs_of, separates, stat)
 
 REGIME = "label_noise"
+SEEDS = len(sweep.REGIMES[REGIME].seeds)  # an arm "trained at every seed" has these
 START, END = "<!-- MEASURED -->", "<!-- END MEASURED -->"
 TARGET_COST, TARGET_KEPT = 1.15, 0.9
 BUDGETS = (1.0, 1.15, 1.3, 2.0)
@@ -36,32 +40,43 @@ def inputs() -> tuple[dict | None, dict[str, float], dict[str, str]]:
   return summary, sweep_readouts.training_costs(REGIME), names or {}
 
 
+def gain_kept(to_sgd: dict | None, sam_gain: dict | None) -> float | None:
+  """The arm's paired gain over SGD as a share of SAM's, when both are
+  measured on the same seeds (two or more) and SAM's is positive."""
+  if not to_sgd or not sam_gain or to_sgd["n"] < 2 or to_sgd["seeds"] != sam_gain["seeds"]:
+    return None
+  return to_sgd["mean"] / sam_gain["mean"] if sam_gain["mean"] > 0 else None
+
+
 def rows(summary: dict, cost: dict[str, float]) -> list[dict]:
   """One row per frontier arm with runs: its cost, seeds and differences."""
   arms, out = summary["arms"], []
-  sam_gain = paired(arms.get("sam"), "sgd", EARLY)
+  sam_gain = paired(arms.get("sam"), "sgd", EARLY) if separates(summary) else None
   for arm in sweep_arms.FRONTIER_ARMS:
     entry = arms.get(arm.label)
     if not entry or EARLY not in entry:
       continue
     to_sam, to_sgd = paired(entry, "sam", EARLY), paired(entry, "sgd", EARLY)
-    kept = (to_sgd["mean"] / sam_gain["mean"] if to_sgd and to_sgd["n"] > 1 and sam_gain
-            and sam_gain["mean"] > 0 else None)
     row = {"label": arm.label, "arm": arm, "entry": entry, "cost": cost.get(arm.label),
-           "n": entry[EARLY]["n"], "to_sam": to_sam, "to_sgd": to_sgd, "kept": kept}
+           "n": entry[EARLY]["n"], "to_sam": to_sam, "to_sgd": to_sgd,
+           "kept": gain_kept(to_sgd, sam_gain)}
     row["meets"] = bool(
-        row["cost"] is not None and row["cost"] <= TARGET_COST and kept is not None
-        and kept >= TARGET_KEPT and to_sam and to_sam["n"] > 1
-        and to_sam["verdict"] != "worse" and row["n"] >= len(sweep.REGIMES[REGIME].seeds))
+        row["cost"] is not None and row["cost"] <= TARGET_COST and row["n"] >= SEEDS
+        and row["kept"] is not None and row["kept"] >= TARGET_KEPT
+        and to_sam and to_sam["verdict"] in ("tie", "better"))
     out.append(row)
   return out
+
+
+def _name(row: dict, names: dict) -> str:
+  return names.get(row["label"], row["label"])
 
 
 def _cost_cell(cost: float | None) -> str:
   return f"{cost:.2f}" if cost is not None else "not timed"
 
 
-def table(summary: dict, found: list[dict], names: dict) -> str:
+def table(found: list[dict], names: dict) -> str:
   lines = ["| arm | cost (x SGD) | rho | n | final test (%) | early-stopped test (%) | "
            "vs SAM | vs early-stopped SGD | SAM's gain kept |",
            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
@@ -70,7 +85,7 @@ def table(summary: dict, found: list[dict], names: dict) -> str:
     kept = f"{100 * row['kept']:.0f} %" if row["kept"] is not None else ""
     rho = f"{entry['rho']:g}" if entry.get("rho") is not None else ""
     lines.append(
-        f"| {names.get(row['label'], row['label'])} | {_cost_cell(row['cost'])} | {rho} | "
+        f"| {_name(row, names)} | {_cost_cell(row['cost'])} | {rho} | "
         f"{row['n']} | {stat(entry, FINAL)} | {stat(entry, EARLY)} | "
         f"{format_paired(row['to_sam'])} | {format_paired(row['to_sgd'])} | {kept} |")
   return "\n".join(lines)
@@ -83,19 +98,18 @@ def selection_table(summary: dict, cost: dict[str, float]) -> str:
            "| --- | ---: | --- | --- |"]
   for label in OWN_RHO_LABELS:
     chosen = (selection.get(label) or {}).get("knob_chosen")
-    knob = {True: "chosen", False: "another value chosen", None: "undecided"}[chosen]
-    if not sweep_arms.arm(label).variant:
-      knob = ""
+    knob = ({True: "chosen", False: "another value chosen", None: "undecided"}[chosen]
+            if sweep_arms.arm(label).variant else "")
     lines.append(f"| {label} | {_cost_cell(cost.get(label))} | "
                  f"{grid_cell(selection.get(label))} | {knob} |")
   return "\n".join(lines)
 
 
 def best_within(found: list[dict], budget: float) -> dict | None:
-  """The most accurate arm with every seed whose cost is at most ``budget``."""
-  seeds = len(sweep.REGIMES[REGIME].seeds)
+  """The arm with the highest mean among those timed at most ``budget`` and
+  trained at every seed."""
   fits = [row for row in found
-          if row["cost"] is not None and row["cost"] <= budget and row["n"] >= seeds]
+          if row["cost"] is not None and row["cost"] <= budget and row["n"] >= SEEDS]
   return max(fits, key=lambda row: row["entry"][EARLY]["mean"]) if fits else None
 
 
@@ -109,58 +123,80 @@ def picks(found: list[dict]) -> list[tuple[float, dict | None]]:
 
 def pick_line(budget: float, row: dict | None, names: dict) -> str:
   if row is None:
-    return f"Up to {budget:g}x SGD's cost: no arm is measured at every seed."
+    return (f"Up to {budget:g}x SGD's cost: no arm is both timed within it and trained at "
+            "every seed.")
   versus = f"; vs SAM {format_paired(row['to_sam'])}" if row["to_sam"] else ""
-  return (f"Up to {budget:g}x SGD's cost: {names.get(row['label'], row['label'])} "
-          f"({row['cost']:.2f}x), early-stopped test {stat(row['entry'], EARLY)} %{versus}.")
-
-
-def which_to_pick(found: list[dict], names: dict) -> list[str]:
-  return [pick_line(budget, row, names) for budget, row in picks(found)]
+  return (f"Up to {budget:g}x SGD's cost: {_name(row, names)} ({row['cost']:.2f}x), "
+          f"early-stopped test {stat(row['entry'], EARLY)} %{versus}.")
 
 
 def criterion_sentence(found: list[dict], names: dict) -> str:
   """Which arms give SAM's benefit at close to SGD's cost, by ``TARGET_*``."""
-  met = [names.get(row["label"], row["label"]) for row in found if row["meets"]]
+  met = [_name(row, names) for row in found if row["meets"]]
   rule = (f"An arm gives SAM's benefit at close to SGD's cost when it costs at most "
           f"{TARGET_COST:g}x SGD's, keeps at least {100 * TARGET_KEPT:.0f} % of SAM's gain "
-          "over early-stopped SGD and ties SAM by the paired interval, at every seed.")
+          "over early-stopped SGD (point estimate) and is not worse than SAM by the paired "
+          "interval, at every seed.")
   if met:
     return f"{rule} Arms that do: {join_and(met)}."
   cheap = [row for row in found if row["cost"] is not None and row["cost"] <= TARGET_COST
-           and row["label"] != "sgd"]
+           and row["arm"].optimizer != "sgd" and row["n"] >= SEEDS]
   if not cheap:
-    return f"{rule} No arm within that cost is measured yet."
+    return (f"{rule} No sharpness-aware arm within that cost is trained at every seed: "
+            "see the rho and knob selection below.")
   best = max(cheap, key=lambda row: row["entry"][EARLY]["mean"])
-  return (f"{rule} No arm does so far. The best within that cost: "
-          f"{names.get(best['label'], best['label'])} ({best['cost']:.2f}x, n = {best['n']}), "
-          f"early-stopped test {stat(best['entry'], EARLY)} %"
-          + (f", vs SAM {format_paired(best['to_sam'])}" if best["to_sam"] else "") + ".")
+  return (f"{rule} No arm does. The highest mean within that cost: {_name(best, names)} "
+          f"({best['cost']:.2f}x), early-stopped test {stat(best['entry'], EARLY)} %, vs "
+          f"SAM {format_paired(best['to_sam'])}.")
 
 
 def readme_paragraph(summary: dict | None, cost: dict[str, float], names: dict) -> str:
-  """The README's paragraph on the cheaper ascents: the most accurate arm
-  within ``TARGET_COST``, measured, and the arms meeting the criterion."""
+  """The README's paragraph on the cheaper ascents: the arm with the highest
+  mean within ``TARGET_COST``, and the arms meeting the criterion."""
   if summary is None:
     return ""
   found = rows(summary, cost)
+  complete = [row for row in found if row["cost"] is not None and row["cost"] <= TARGET_COST
+              and row["arm"].optimizer != "sgd" and row["n"] >= SEEDS]
   best = best_within(found, TARGET_COST)
-  if best is None or best["arm"].optimizer == "sgd":
-    measured = ("In R2 no cheaper ascent is measured at every seed yet; the guide shows "
-                "their rho selection so far.")
+  if not complete:
+    measured = ("In R2, no cheaper ascent is trained at every seed: the guide shows the "
+                "validation grids that choose their rho and knob.")
+  elif best["arm"].optimizer == "sgd":
+    measured = (f"In R2, within {TARGET_COST:g}x SGD's cost, early-stopped SGD has the "
+                f"highest mean: {stat(best['entry'], EARLY)} %.")
   else:
-    measured = (f"In R2 the most accurate arm at up to {TARGET_COST:g}x SGD's cost is "
-                f"{names.get(best['label'], best['label'])} ({best['cost']:.2f}x): "
-                f"early-stopped test {stat(best['entry'], EARLY)} %, vs SAM "
-                f"{format_paired(best['to_sam'])}.")
-  met = [names.get(row["label"], row["label"]) for row in found if row["meets"]]
+    measured = (f"In R2, the highest mean within {TARGET_COST:g}x SGD's cost is "
+                f"{_name(best, names)}'s ({best['cost']:.2f}x): early-stopped test "
+                f"{stat(best['entry'], EARLY)} %, vs SAM {format_paired(best['to_sam'])}.")
+  met = [_name(row, names) for row in found if row["meets"]]
   if met:
     measured += (f" Within {TARGET_COST:g}x SGD's cost, keeping at least "
-                 f"{100 * TARGET_KEPT:.0f} % of SAM's gain and tying SAM: {join_and(met)}.")
+                 f"{100 * TARGET_KEPT:.0f} % of SAM's gain and not worse than SAM: "
+                 f"{join_and(met)}.")
   return ("\n\nCheaper ascents ([docs/efficient.md](docs/efficient.md)): the ascent on a "
           "schedule (every k updates, or with probability p), LookSAM, along the momentum "
           "(MSAM) or on a sub-batch, dense or sparse, each at its own rho and knob chosen on "
           f"validation. {measured}")
+
+
+def cost_note() -> str:
+  """Where the costs come from and how precise they are."""
+  report = sweep_readouts.cost_report(REGIME)
+  if report is None:
+    return "No cost is measured."
+  gauge = report["arms"].get("sgd 2x epochs")
+  noise = (f" A second timing of SGD's own epoch (`sgd 2x epochs`, per epoch) comes out "
+           f"at {gauge['ratio_to_sgd']:.2f}x SGD's: cost differences of that size are noise."
+           if gauge else "")
+  source = sweep.REGIMES[REGIME].cost_of
+  short = {name: regime.description.split(":")[0] for name, regime in sweep.REGIMES.items()}
+  shared = (f" {short[REGIME]} trains the same steps as {short[source]}, so its costs are "
+            f"{short[source]}'s." if source else "")
+  return ("Cost: the whole training run as a multiple of SGD's, timed on "
+          f"{report['backend'].upper()} by `benchmarks/arm_cost.py` "
+          f"(`{sweep_readouts.cost_file(REGIME)}`; each row names the benchmark run and "
+          f"method that timed it).{noise}{shared}")
 
 
 def section(summary: dict | None, cost: dict[str, float], names: dict) -> str:
@@ -169,25 +205,29 @@ def section(summary: dict | None, cost: dict[str, float], names: dict) -> str:
     return "No R2 summary is committed."
   found = rows(summary, cost)
   return "\n\n".join([
-      f"Measured in {summary['description']} (`experiments/results/{REGIME}_summary.json`): "
+      f"Measured in the label-noise regime of [the results](results.md), "
+      f"{summary['description']} (`experiments/results/{REGIME}_summary.json`): "
       "early-stopped test accuracy (%, mean ± std over the n seeds); vs SAM and vs "
       "early-stopped SGD: paired differences on shared seeds, mean [95 % t interval], "
       "in **bold** where they survive Holm's correction over the regime's comparisons; "
-      "SAM's gain kept: the arm's paired gain over early-stopped SGD as a share of SAM's. "
-      "Cost: the whole training run as a multiple of SGD's, timed on CPU by "
-      f"`benchmarks/arm_cost.py` (`{sweep_readouts.cost_file(REGIME)}`).",
-      "### Which to pick", "\n".join(f"- {line}" for line in which_to_pick(found, names)),
+      "SAM's gain kept: the arm's paired gain over early-stopped SGD as a share of SAM's, "
+      "on the same seeds. " + cost_note(),
+      "### Which to pick", "\n".join(f"- {pick_line(b, row, names)}" for b, row in picks(found)),
       criterion_sentence(found, names),
-      "### Every arm", table(summary, found, names),
+      "### Every arm", table(found, names),
       "### rho and knob, chosen on validation",
-      "Each cheaper ascent and fast-path arm starts from a grid of rho and grows it until "
+      "Each arm with \"own rho\" in its label starts from a grid of rho and grows it until "
       "the best value is bracketed (`experiments/rho_search.py`); a family's knob (k, p or "
-      "the batch fraction) is the one whose chosen rho validates best.",
+      "the batch fraction) is the one whose chosen rho validates best. `s=0 ... last "
+      "block` perturbs the whole last block, its convolution included.",
       selection_table(summary, cost),
       "![accuracy vs cost](../experiments/results/figures/label_noise/accuracy_vs_cost.png)"])
 
 
 def render(text: str, summary: dict | None, cost: dict[str, float], names: dict) -> str:
+  """``text`` (docs/efficient.md) with the section between its markers."""
+  if START not in text or END not in text:
+    raise ValueError(f"docs/efficient.md lacks the markers {START} and {END}.")
   start, end = text.index(START), text.index(END)
   return (text[:start + len(START)] + "\n\n" + section(summary, cost, names) + "\n\n"
           + text[end:])

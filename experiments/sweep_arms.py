@@ -226,13 +226,13 @@ ARMS += EFFICIENT_ARMS
 # each at its own rho: the budget of 10 % of the last block, which the Fisher
 # mask spends on its BatchNorm and the head, and the whole last block, its
 # conv kernel included (a fixed all-ones mask on those leaves).
-FAST_PATH_ARMS = (
+TENSORWISE_OWN_RHO_ARMS = (
     Arm("ssam-f", 0.9, tensorwise=True, leaves="last block",
         rho_grid=(0.2, 0.5, 1.0)),
     Arm("ssam-random", 0.0, tensorwise=True, leaves="last block",
         rho_grid=(0.2, 0.5, 1.0)),
 )
-ARMS += FAST_PATH_ARMS
+ARMS += TENSORWISE_OWN_RHO_ARMS
 # The arms of the accuracy-vs-cost frontier (experiments.analysis.frontier).
 FRONTIER_ARMS = (SGD, Arm("sgd", doubled="num_epochs"), SAM, SSAM_F_HALF,
                  *(arm for arm in ARMS if arm.tensorwise), *EFFICIENT_ARMS)
@@ -264,7 +264,7 @@ LEGACY_OPTIMIZER_NAMES = {"random": "ssam-random"}
 
 
 def arm(label: str) -> Arm:
-  """The arm with display label ``label``, of ``ARMS`` or ``LEGACY_ARMS``."""
+  """The arm labelled ``label`` (``Arm.label``), of ``ARMS`` or ``LEGACY_ARMS``."""
   for candidate in ARMS:
     if candidate.label == label:
       return candidate

@@ -81,11 +81,28 @@ def training_cost(regime: str, arm: sweep_arms.Arm, epoch_ratio: float) -> float
   return epoch_ratio * epochs / config.num_epochs
 
 
-def training_costs(regime: str) -> dict[str, float]:
-  """Each timed arm's :func:`training_cost` by label, from :func:`cost_file`
-  (empty when the regime's costs are not measured)."""
+def cost_key(regime: str, arm: sweep_arms.Arm) -> str:
+  """What an arm's cost depends on: its overrides but rho. Arms with one key
+  (an arm and its "own rho" twin) share one timing."""
+  overrides = sweep.overrides_of(regime, arm, rho=0.0)
+  overrides.pop("rho", None)
+  return json.dumps(overrides, sort_keys=True)
+
+
+def cost_report(regime: str) -> dict | None:
+  """The regime's :func:`cost_file`, parsed, or None if it is not measured."""
   path = pathlib.Path(__file__).resolve().parents[1] / cost_file(regime)
-  if not path.exists():
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def training_costs(regime: str) -> dict[str, float]:
+  """:func:`training_cost` of every arm of ``sweep_arms.ARMS`` timed directly
+  or through an arm with its :func:`cost_key`, by label (empty when the
+  regime's costs are not measured)."""
+  report = cost_report(regime)
+  if report is None:
     return {}
-  return {label: training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
-          for label, row in json.loads(path.read_text())["arms"].items()}
+  ratios = {cost_key(regime, sweep_arms.arm(label)): row["ratio_to_sgd"]
+            for label, row in report["arms"].items()}
+  return {arm.label: training_cost(regime, arm, ratios[key]) for arm in sweep_arms.ARMS
+          if (key := cost_key(regime, arm)) in ratios}

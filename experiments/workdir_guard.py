@@ -88,8 +88,9 @@ def check_config(config, workdir: str, has_checkpoints: bool,
     workdir: the run's directory.
     has_checkpoints: whether ``workdir`` holds checkpoints to resume from.
     allowed_changes: dotted keys that may differ from the checkpoints' config.
-    defaults: every key's default (``flat_config`` of the base config): a key
-      absent from the checkpoints' config and at its default here is accepted.
+    defaults: every key's default (``flat_config`` of the base config,
+      ``experiments/configs/common.py``): a key absent from the checkpoints'
+      config and at its default here is no change.
 
   Returns:
     ``{key: [old, new]}`` of the accepted changes, or None if the workdir has
@@ -106,13 +107,12 @@ def check_config(config, workdir: str, has_checkpoints: bool,
   with open(path) as f:
     old = flat_config(json.load(f))
   new = flat_config(config)
+  defaults = defaults or {}
   changed = {key: [old.get(key, _MISSING), new.get(key, _MISSING)]
              for key in sorted(old.keys() | new.keys())
-             if old.get(key, _MISSING) != new.get(key, _MISSING)}
-  defaults = defaults or {}
-  refused = [key for key, (before, now) in changed.items()
-             if key not in allowed_changes
-             and not (before == _MISSING and key in defaults and now == defaults[key])]
+             if old.get(key, _MISSING) != new.get(key, _MISSING)
+             and not (key not in old and key in defaults and new.get(key) == defaults[key])}
+  refused = [key for key in changed if key not in allowed_changes]
   if refused:
     differences = ", ".join(f"{key}: {changed[key][0]!r} -> "
                             f"{changed[key][1]!r}" for key in refused)

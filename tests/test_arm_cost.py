@@ -1,8 +1,11 @@
 """The arm-cost benchmark's bookkeeping: which arms share a timing, and how a
 run's rows join the file (the timing itself is the benchmark's)."""
 
+import pytest
+
 from benchmarks import arm_cost
 from experiments import sweep_arms
+from experiments import sweep_readouts
 
 
 def _row(ratio):
@@ -13,30 +16,40 @@ def _row(ratio):
 def test_an_arm_and_its_own_rho_twin_share_a_timing():
   last_block = sweep_arms.arm("ssam-f tensorwise s=0.9 last block")
   own = sweep_arms.arm("ssam-f tensorwise s=0.9 own rho last block")
-  key = arm_cost._cost_key("overfit", last_block, 0.2)
-  assert key == arm_cost._cost_key("overfit", own, 0.2)
-  assert key == arm_cost._cost_key("overfit", own, 1.0)
+  key = sweep_readouts.cost_key("overfit", last_block)
+  assert key == sweep_readouts.cost_key("overfit", own)
   every_10 = sweep_arms.arm("sam every 10 own rho")
   every_5 = sweep_arms.arm("sam every 5 own rho")
-  assert len({key, arm_cost._cost_key("overfit", every_10, 0.2),
-              arm_cost._cost_key("overfit", every_5, 0.2),
-              arm_cost._cost_key("overfit", sweep_arms.SAM, 0.2)}) == 4
+  assert len({key, sweep_readouts.cost_key("overfit", every_10),
+              sweep_readouts.cost_key("overfit", every_5),
+              sweep_readouts.cost_key("overfit", sweep_arms.SAM)}) == 4
+
+
+def _run(command, rounds, backend="cpu"):
+  return {"command": command, "backend": backend, "regime": "overfit", "rho": 0.2,
+          "rounds": rounds, "method": arm_cost.METHOD, "provenance": {"cpu": "x"}}
 
 
 def test_a_file_without_runs_becomes_run_zero_and_keeps_untimed_rows():
   previous = {"command": "python -m benchmarks.arm_cost", "backend": "cpu",
               "regime": "overfit", "rho": 0.2, "rounds": 5,
               "arms": {"sgd": _row(1.0), "sam": _row(1.9), "ssam-d s=0.9": _row(1.88)}}
-  run = {"command": "python -m benchmarks.arm_cost --only sam", "backend": "cpu",
-         "regime": "overfit", "rho": 0.2, "rounds": 3, "provenance": {"cpu": "x"}}
+  run = _run("python -m benchmarks.arm_cost --only sam", 3)
   out = arm_cost.merged(previous, run, {"sgd": _row(1.0), "sam": _row(1.7)})
-  assert [r["command"] for r in out["runs"]] == [previous["command"], run["command"]]
-  assert out["runs"][1]["provenance"] == {"cpu": "x"}
+  assert out["runs"][0] == {"method": arm_cost.LEGACY_METHOD, "command": previous["command"],
+                            "backend": "cpu", "regime": "overfit", "rho": 0.2, "rounds": 5}
+  assert out["runs"][1] == run
   assert out["arms"]["ssam-d s=0.9"] == {"run": 0, **_row(1.88)}
   assert out["arms"]["sam"] == {"run": 1, **_row(1.7)}
-  assert out["rounds"] == 3 and "provenance" not in out
-  again = arm_cost.merged(out, {**run, "rounds": 4}, {"sgd": _row(1.0)})
+  assert set(out) == {"backend", "regime", "runs", "arms"}
+  again = arm_cost.merged(out, _run("again", 4), {"sgd": _row(1.0)})
   assert [len(again["runs"]), again["arms"]["sam"]["run"], again["arms"]["sgd"]["run"]] == [3, 1, 2]
+
+
+def test_costs_of_another_backend_are_not_merged():
+  out = arm_cost.merged(None, _run("cpu run", 3), {"sgd": _row(1.0)})
+  with pytest.raises(ValueError, match="backend 'cpu'.*'gpu'"):
+    arm_cost.merged(out, _run("gpu run", 3, backend="gpu"), {"sgd": _row(1.0)})
 
 
 def test_every_arm_is_timed_between_two_sgd_epochs_in_a_shuffled_order():

@@ -79,8 +79,11 @@ def test_pareto_front_keeps_the_undominated_points_with_every_seed():
   dominated = _point("ssam-f s=0.5", 1.9, 84.2, 5)  # SAM's cost, lower mean
   tie_cost = _point("sam looksam 10 own rho", 1.1, 82.0, 5)  # same cost, lower mean
   one_seed = _point("sam msam own rho", 1.0, 90.0, 1)  # would dominate, one seed
-  front = frontier.pareto_front([sam, dominated, sgd, tie_cost, cheap, one_seed], 5)
+  sgd_final = {**_point("sgd", 1.0, 90.5, 5), "metric": "test_accuracy"}  # drawn only
+  front = frontier.pareto_front([sam, dominated, sgd, tie_cost, cheap, one_seed, sgd_final], 5)
   assert front == [sgd, cheap, sam]
+  twin = _point("sam own rho", 1.9, 84.4, 5)  # equal on both axes: neither dominates
+  assert frontier.pareto_front([sam, twin, sgd], 5) == [sgd, sam, twin]
 
 
 def test_frontier_points_add_sgd_final_epoch_and_skip_arms_without_cost():

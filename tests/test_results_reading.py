@@ -169,11 +169,3 @@ def test_radius_section_compares_masks_at_equal_radius_with_their_intervals():
   (b_answer,) = [line for line in radius_section.reading(summary) if line.startswith("(b)")]
   assert f"{MASKED_F} vs {MASKED_RANDOM}: " in b_answer
   assert results_reading.format_paired(diff) in b_answer
-
-
-@pytest.mark.parametrize("module", ["generate_results.py", "results_reading.py",
-                                    "radius_section.py"])
-def test_docs_no_longer_read_the_unpaired_two_se_rule(module):
-  source = (DOCS / module).read_text()
-  assert "TIE_SE" not in source and "se_units" not in source
-  assert not re.search(r"\bSE\b", source)

@@ -11,8 +11,9 @@ and, when present, the regime's ``benchmarks.arm_cost`` measurement
 
 - ``fig3_accuracy_vs_sparsity.{png,json}``: final test accuracy against
   sparsity for the Fisher, dynamic and random masks, SAM and SGD as bands;
-- ``accuracy_vs_cost.{png,json}``: the early-stopped test accuracy of SGD,
-  SAM, SSAM-F 50 %, the tensor-wise arms and the cheaper ascents against the
+- ``accuracy_vs_cost.{png,json}``: the early-stopped test accuracy of SGD
+  (and SGD for twice the epochs), SAM, SSAM-F 50 %, the tensor-wise arms and
+  the cheaper ascents against the
   cost of the whole training run in units of SGD's, with the Pareto front
   (``frontier``).
 
@@ -87,15 +88,15 @@ def make_figures(regime: str) -> list[str]:
        "source": str(sweep.results_file(regime)),
        "std": "sample std over seeds (ddof 1)", "error_bars": error_bars.CAPTION,
        **results}))
-  cost_file = sweep_readouts.cost_file(regime)
-  if cost_file.exists():
-    candidates = frontier.points(arms, names, sweep_readouts.training_costs(regime))
+  costs = sweep_readouts.training_costs(regime)
+  if costs:
+    candidates = frontier.points(arms, names, costs)
     min_seeds = len(sweep.REGIMES[regime].seeds)
     front = frontier.pareto_front(candidates, min_seeds)
     paths.append(frontier.plot(candidates, front, min_seeds,
                                str(out / "accuracy_vs_cost.png"), title))
     paths.append(output.write_json(str(out / "accuracy_vs_cost.json"), {
-        "regime": regime, "cost_source": str(cost_file),
+        "regime": regime, "cost_source": str(sweep_readouts.cost_file(regime)),
         "accuracy_source": str(sweep.results_file(regime)),
         "error_bars": error_bars.CAPTION, "front_min_seeds": min_seeds,
         "points": candidates, "front": [p["display"] for p in front]}))

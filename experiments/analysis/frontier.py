@@ -1,7 +1,8 @@
 """Accuracy against cost, and the arms no other arm beats at a lower cost.
 
 The frontier figure of a regime (``evidence.make_figures``) places each arm of
-``sweep_arms.FRONTIER_ARMS`` at the cost of its whole training run, in units
+``sweep_arms.FRONTIER_ARMS`` (SGD and SGD for twice the epochs, SAM, SSAM-F
+50 %, the tensor-wise arms and the cheaper ascents) at the cost of its whole training run, in units
 of SGD's (``sweep_readouts.training_cost``), and at its mean early-stopped
 test accuracy over seeds with the 95 % interval (``error_bars``). SGD appears
 twice: early-stopped and at its final epoch, the baseline a practitioner who
@@ -75,9 +76,10 @@ def points(arms: dict, names: dict, costs: dict) -> list[dict]:
 
 
 def pareto_front(candidates: list[dict], min_seeds: int) -> list[dict]:
-  """The points of ``candidates`` with ``n >= min_seeds`` that no other such
-  point dominates (cost no higher and mean no lower, one strictly), by cost."""
-  eligible = [p for p in candidates if p["n"] >= min_seeds]
+  """The early-stopped points of ``candidates`` with ``n >= min_seeds`` that
+  no other such point dominates (cost no higher and mean no lower, one
+  strictly), by cost. SGD's final epoch is drawn, not on the front."""
+  eligible = [p for p in candidates if p["n"] >= min_seeds and p["metric"] == METRIC]
 
   def dominated(p):
     return any(q["cost"] <= p["cost"] and q["mean"] >= p["mean"]
