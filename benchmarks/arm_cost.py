@@ -165,6 +165,7 @@ def main(argv=None):
   arms = [sweep_arms.SGD] + [a for a in sweep_arms.ARMS if a != sweep_arms.SGD and (
       not only or a in only)]
   rho = sweep.selected_rho(args.regime)
+  started = provenance.collect()  # the code that runs is the code at the start
   results = measure(args.regime, rho, args.repetitions, arms)
   for arm, row in results.items():
     print(f"{arm:40s} {row['ratio_to_sgd']:.2f}x SGD "
@@ -172,7 +173,7 @@ def main(argv=None):
   out = pathlib.Path(args.out or sweep_readouts.cost_file(args.regime))
   run = {"command": harness.command_line("benchmarks.arm_cost"),
          "backend": jax.default_backend(), "regime": args.regime, "rho": rho,
-         "rounds": args.repetitions, "method": METHOD, "provenance": provenance.collect()}
+         "rounds": args.repetitions, "method": METHOD, "provenance": started}
   previous = json.loads(out.read_text()) if out.exists() else None
   out.write_text(json.dumps(merged(previous, run, results), indent=1) + "\n")
   print(f"wrote {out}")
