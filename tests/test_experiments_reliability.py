@@ -287,3 +287,22 @@ def test_a_key_the_checkpoints_predate_is_no_change_at_its_default(tmp_path):
                                defaults=defaults)
   with pytest.raises(workdir_guard.ConfigMismatchError, match="ascent"):
     workdir_guard.check_config({**old, "ascent": "always"}, str(tmp_path), True)
+
+
+@testing.requires_fashion_mnist
+def test_resume_accepts_keys_the_checkpoints_predate_at_their_defaults(workdir):
+  """The training program passes the base config's defaults to the guard."""
+  config_path = workdir / "config.json"
+  config = json.loads(config_path.read_text())
+  predated = {key: config.pop(key) for key in list(config) if key.startswith("ascent")}
+  assert predated == {"ascent": "always", "ascent_every": 1, "ascent_probability": 0.0,
+                      "ascent_batch_fraction": 1.0}
+  config_path.write_text(json.dumps(config))
+  train.train_and_evaluate(testing.tiny_config(**RUN), str(workdir))
+  history = [json.loads(line) for line in
+             (workdir / "config_history.jsonl").read_text().splitlines()]
+  assert history[-1]["changed"] == {}
+  with pytest.raises(workdir_guard.ConfigMismatchError, match="ascent_every: '<absent>' -> 2"):
+    config_path.write_text(json.dumps(config))
+    train.train_and_evaluate(testing.tiny_config(**RUN, ascent="scheduled", ascent_every=2),
+                             str(workdir))
