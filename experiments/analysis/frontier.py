@@ -31,14 +31,15 @@ FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "t
 SPARSITY_MARKERS = {0.5: "o", 0.9: "s", 0.99: "^"}
 VARIANT_MARKERS = {"every k": ">", "random ascent": "<", "looksam": "v",
                    "msam": "*", "sub-batch ascent": "d"}
+FAMILY_OF_VARIANT = {variant: family for family, variants in sweep_arms.VARIANT_FAMILIES.items()
+                     for variant in variants}
 
 
 def style(arm: sweep_arms.Arm) -> dict:
   """Colour by family; marker by the variant's family, tensor-wise ("P",
   "X" when confined to a leaf group), a doubled value ("D") or sparsity."""
-  families = {v: f for f, members in sweep_arms.VARIANT_FAMILIES.items() for v in members}
   if arm.variant is not None:
-    marker = VARIANT_MARKERS[families[arm.variant]]
+    marker = VARIANT_MARKERS[FAMILY_OF_VARIANT[arm.variant]]
   elif arm.tensorwise:
     marker = "X" if arm.leaves else "P"
   elif arm.doubled:
