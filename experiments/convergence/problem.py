@@ -224,6 +224,7 @@ def estimate_gradient_bound(problem: Problem, key: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=("num_batches",))
+@functools.partial(jax.jit, static_argnames=("num_batches",))
 def monte_carlo_variance(problem: Problem, w: jax.Array, key: jax.Array,
                          num_batches: int = 2000) -> jax.Array:
   """``E||g(w) - grad f(w)||^2`` averaged over ``num_batches`` minibatches.

@@ -29,7 +29,7 @@ def _data_parallel(name, axis_type=None):
   common.assert_matches_reference(params, state, name)
 
 
-@case
+@case(slow=True)
 def data_parallel_sam():
   _data_parallel("sam")
 

@@ -20,8 +20,9 @@ NUM_DEVICES = 8
 CASE_MODULES = ("data_parallel", "shard_map", "fsdp")
 
 CASES = {}
-# Cases that repeat a covered path with another mask strategy or sharding
-# mode: they run with ``pytest -m slow``.
+# Cases that repeat a covered path (dense SAM, whose perturbation the SSAM-F
+# case also runs; another mask strategy or sharding mode): they run with
+# ``pytest -m slow``.
 SLOW_CASES = set()
 
 

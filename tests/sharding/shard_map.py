@@ -36,7 +36,7 @@ def _axis_name(name):
   common.assert_matches_reference(params, state, name)
 
 
-@case
+@case(slow=True)
 def axis_name_sam():
   _axis_name("sam")
 
