@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import sweep
+from experiments import sweep_arms
 from experiments.analysis import accuracy_vs_sparsity
 from experiments.analysis import error_bars
 from experiments.analysis import evidence
@@ -118,6 +119,13 @@ def test_frontier_names_arms_in_a_legend_and_hollows_points_with_fewer_seeds(sav
   markers = [container.lines[0] for container in axis.containers]
   assert [m.get_markerfacecolor() for m in markers][1] == "none"
   assert markers[0].get_markerfacecolor() != "none"
+
+
+def test_an_arm_at_its_own_rho_stands_apart_from_its_twin_at_sams():
+  at_sams = frontier.style(sweep_arms.arm("ssam-f tensorwise s=0.9 last block"))
+  own = frontier.style(sweep_arms.arm("ssam-f tensorwise s=0.9 own rho last block"))
+  assert (own["color"], own["marker"]) == (at_sams["color"], at_sams["marker"])
+  assert "markeredgecolor" not in at_sams and own["markeredgecolor"] == "black"
 
 
 def _landscape_model(scale):

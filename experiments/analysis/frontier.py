@@ -37,7 +37,9 @@ FAMILY_OF_VARIANT = {variant: family for family, variants in sweep_arms.VARIANT_
 
 def style(arm: sweep_arms.Arm) -> dict:
   """Colour by family; marker by the variant's family, tensor-wise ("P",
-  "X" when confined to a leaf group), a doubled value ("D") or sparsity."""
+  "X" when confined to a leaf group), a doubled value ("D") or sparsity; a
+  thick black edge when the arm trains at its own rho, so that it stands
+  apart from its twin at SAM's rho."""
   if arm.variant is not None:
     marker = VARIANT_MARKERS[FAMILY_OF_VARIANT[arm.variant]]
   elif arm.tensorwise:
@@ -46,7 +48,10 @@ def style(arm: sweep_arms.Arm) -> dict:
     marker = "D"
   else:
     marker = SPARSITY_MARKERS.get(arm.sparsity, "o")
-  return {"color": FAMILY_COLORS.get(arm.optimizer, "tab:purple"), "marker": marker}
+  own_rho = ({"markeredgecolor": "black", "markeredgewidth": 1.8}
+             if arm.rho_grid is not None else {})
+  return {"color": FAMILY_COLORS.get(arm.optimizer, "tab:purple"), "marker": marker,
+          **own_rho}
 
 
 def points(arms: dict, names: dict, costs: dict) -> list[dict]:
@@ -113,7 +118,8 @@ def plot(candidates: list[dict], front: list[dict], min_seeds: int, path: str,
   axis.set_title(title)
   axis.grid(alpha=0.3)
   axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
-              title="arm (colour: optimizer family; hollow: fewer seeds)",
+              title="arm (colour: optimizer family; hollow: fewer seeds; "
+              "black edge: its own rho)",
               title_fontsize=8)
   error_bars.add_caption(figure, error_bars.CAPTION + " SGD's final-epoch accuracy "
                          "in grey; every other point is early-stopped.")
