@@ -156,6 +156,9 @@ def test_radius_section_renders_a_partial_sweep():
   assert f"{FULL_F} (no rho chosen: grid incomplete)" in reading[0]
   assert "Fewer than two shared seeds, no interval: " in reading[0]
   assert f"Not compared on two shared seeds: {MASKED_F}" in reading[1]
+  # Equal radius on the grid: validation differences at the rhos both measured.
+  assert f"{MASKED_F}: 0.1: +1.00, 0.2: +2.50, 0.5: +1.50." in reading[1]
+  assert FULL_F not in reading[1].split("validation grid")[1]
 
 
 def test_radius_section_compares_masks_at_equal_radius_with_their_intervals():
