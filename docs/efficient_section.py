@@ -113,20 +113,28 @@ def best_within(found: list[dict], budget: float) -> dict | None:
   return max(fits, key=lambda row: row["entry"][EARLY]["mean"]) if fits else None
 
 
-def picks(found: list[dict]) -> list[tuple[float, dict | None]]:
-  """``best_within`` each budget; a budget whose pick the next budget shares
-  is left out."""
-  best = {budget: best_within(found, budget) for budget in BUDGETS}
-  return [(budget, best[budget]) for budget, following in zip(BUDGETS, BUDGETS[1:] + (None,))
-          if following is None or best[following] is not best[budget]]
+def picks(found: list[dict]) -> list[tuple[tuple[float, ...], dict | None]]:
+  """``best_within`` each budget, consecutive budgets with the same pick
+  grouped: ``(budgets, pick)``."""
+  groups = []
+  for budget in BUDGETS:
+    best = best_within(found, budget)
+    if groups and groups[-1][1] is best:
+      groups[-1] = (groups[-1][0] + (budget,), best)
+    else:
+      groups.append(((budget,), best))
+  return groups
 
 
-def pick_line(budget: float, row: dict | None, names: dict) -> str:
+def pick_line(budgets: tuple[float, ...], row: dict | None, names: dict) -> str:
+  """``Up to 1.15x SGD's cost (and up to 1.3x): arm ...``, the smallest budget
+  first."""
+  also = f" (and up to {budgets[-1]:g}x)" if len(budgets) > 1 else ""
+  head = f"Up to {budgets[0]:g}x SGD's cost{also}"
   if row is None:
-    return (f"Up to {budget:g}x SGD's cost: no arm is both timed within it and trained at "
-            "every seed.")
+    return f"{head}: no arm is both timed within it and trained at every seed."
   versus = f"; vs SAM {format_paired(row['to_sam'])}" if row["to_sam"] else ""
-  return (f"Up to {budget:g}x SGD's cost: {_name(row, names)} ({row['cost']:.2f}x), "
+  return (f"{head}: {_name(row, names)} ({row['cost']:.2f}x), "
           f"early-stopped test {stat(row['entry'], EARLY)} %{versus}.")
 
 

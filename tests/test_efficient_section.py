@@ -57,7 +57,8 @@ def test_each_budget_names_its_highest_mean_among_complete_arms_once():
   found = efficient_section.rows(summary, costs)
   lines = [efficient_section.pick_line(b, row, {}) for b, row in efficient_section.picks(found)]
   assert [line.split(":")[0] for line in lines] == [
-      "Up to 1x SGD's cost", "Up to 1.3x SGD's cost", "Up to 2x SGD's cost"]
+      "Up to 1x SGD's cost", "Up to 1.15x SGD's cost (and up to 1.3x)",
+      "Up to 2x SGD's cost"]
   assert lines[0].startswith("Up to 1x SGD's cost: sam msam own rho (1.00x)")
   assert EVERY_10 in lines[1] and "sam (1.90x)" in lines[2]
 
