@@ -95,9 +95,9 @@ def _unmeasured(summary: dict, labels) -> list[str]:
 
 
 def grid_contrast(selection: dict, seed: int) -> str:
-  """`` At the same radius, on the validation grid ...``: each masked arm's
+  """The sentence on equal radius from the validation grid: each masked arm's
   final validation accuracy minus its random mask's at every rho both
-  measured (one seed, so no interval), or nothing without such a rho."""
+  measured (one seed, so no interval); empty without such a rho."""
   parts = []
   for label in RADIUS_LABELS:
     random = counterpart(label)
