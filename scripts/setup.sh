@@ -17,10 +17,12 @@ fi
 [ "${2:-}" = "--fresh" ] && rm -rf "$venv"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
 # uv resolves the same version ranges as pip and installs them several times
-# faster; pip is the fallback where no uv wheel exists.
+# faster; pip is the fallback where uv cannot install (no uv wheel, or an index
+# only pip is configured to reach).
 extras=".[test,experiments,docs]"
-if "$venv/bin/python" -m pip install -q uv; then
-  "$venv/bin/python" -m uv pip install -q --python "$venv/bin/python" -e "$extras"
+if "$venv/bin/python" -m pip install -q uv \
+    && "$venv/bin/python" -m uv pip install -q --python "$venv/bin/python" -e "$extras"; then
+  :
 else
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e "$extras"

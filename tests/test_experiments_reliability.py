@@ -302,7 +302,7 @@ def test_resume_accepts_keys_the_checkpoints_predate_at_their_defaults(workdir):
   history = [json.loads(line) for line in
              (workdir / "config_history.jsonl").read_text().splitlines()]
   assert history[-1]["changed"] == {}
+  config_path.write_text(json.dumps(config))
   with pytest.raises(workdir_guard.ConfigMismatchError, match="ascent_every: '<absent>' -> 2"):
-    config_path.write_text(json.dumps(config))
     train.train_and_evaluate(testing.tiny_config(**RUN, ascent="scheduled", ascent_every=2),
                              str(workdir))
