@@ -26,7 +26,7 @@ from results_reading import (  # pylint: disable=g-importing-member
     perturbs_of, separates, stat)
 
 REGIME = "label_noise"
-SEEDS = len(sweep.REGIMES[REGIME].seeds)  # an arm "trained at every seed" has these
+SEEDS = sweep.REGIMES[REGIME].every_seed
 START, END = "<!-- MEASURED -->", "<!-- END MEASURED -->"
 TARGET_COST, TARGET_KEPT = 1.15, 0.9
 BUDGETS = (1.0, 1.15, 1.3, 2.0)

@@ -321,8 +321,9 @@ def readme_regime(regime: str, summary: dict) -> str:
                        brief=True) + "\n\n" + text)
 
 
-def readme_table() -> str:
-  """The README's results block: the headline arms of each regime."""
+def readme_table(efficient: tuple) -> str:
+  """The README's results block: the headline arms of each regime, and the
+  cheaper ascents' paragraph from ``efficient`` (``efficient_section.inputs()``)."""
   summaries = {regime: summary for regime in REGIMES
                if (summary := load_summary(regime)) is not None}
   if not summaries:
@@ -342,16 +343,12 @@ def readme_table() -> str:
           + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "
           "arm, and the radius-controlled arms: each mask at its own rho, and at equal "
           "radius."
-          + gpu_step_time.readme_sentence() + efficient_readme())
+          + gpu_step_time.readme_sentence() + efficient_section.readme_paragraph(*efficient))
 
 
-def efficient_readme() -> str:
-  return efficient_section.readme_paragraph(*efficient_section.inputs())
-
-
-def render_readme(readme: str) -> str:
+def render_readme(readme: str, efficient: tuple) -> str:
   start, end = readme.index(README_START), readme.index(README_END)
-  return (readme[:start + len(README_START)] + "\n\n" + readme_table() + "\n\n"
+  return (readme[:start + len(README_START)] + "\n\n" + readme_table(efficient) + "\n\n"
           + readme[end:])
 
 
@@ -360,9 +357,10 @@ def main(argv=None) -> int:
   parser.add_argument("--check", action="store_true")
   args = parser.parse_args(argv)
   outputs = {OUT: render()}
+  efficient = efficient_section.inputs()
   if README.exists() and README_START in README.read_text():
-    outputs[README] = render_readme(README.read_text())
-  outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient_section.inputs())
+    outputs[README] = render_readme(README.read_text(), efficient)
+  outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient)
   stale = [path for path, text in outputs.items()
            if not path.exists() or path.read_text() != text]
   if args.check:

@@ -60,6 +60,12 @@ class Regime:
   seeds: tuple[int, ...] = SEEDS
   headline_seeds: tuple[int, ...] = HEADLINE_SEEDS
 
+  @property
+  def every_seed(self) -> int:
+    """How many seeds an arm trained at every seed has (a headline arm may
+    have more)."""
+    return len(self.seeds)
+
 
 REGIMES = {
     # SAM's gain over SGD is small here: the headline arms need more seeds.

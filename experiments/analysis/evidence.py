@@ -91,7 +91,7 @@ def make_figures(regime: str) -> list[str]:
   costs = sweep_readouts.training_costs(regime)
   if costs:
     candidates = frontier.points(arms, names, costs)
-    min_seeds = len(sweep.REGIMES[regime].seeds)
+    min_seeds = sweep.REGIMES[regime].every_seed
     front = frontier.pareto_front(candidates, min_seeds)
     paths.append(frontier.plot(candidates, front, min_seeds,
                                str(out / "accuracy_vs_cost.png"), title))

@@ -28,6 +28,9 @@ SGD_FINAL = "sgd (final epoch)"
 # marker per kind of saving.
 FAMILY_COLORS = {"ssam-f": "tab:blue", "ssam-d": "tab:orange", "ssam-random": "tab:green",
                  "sam": "black", "sgd": "dimgray"}
+# The edge of an arm at its own rho: unlike every family's colour, so that it
+# shows on all of them.
+OWN_RHO_EDGE = "gold"
 SPARSITY_MARKERS = {0.5: "o", 0.9: "s", 0.99: "^"}
 VARIANT_MARKERS = {"every k": ">", "random ascent": "<", "looksam": "v",
                    "msam": "*", "sub-batch ascent": "d"}
@@ -38,7 +41,7 @@ FAMILY_OF_VARIANT = {variant: family for family, variants in sweep_arms.VARIANT_
 def style(arm: sweep_arms.Arm) -> dict:
   """Colour by family; marker by the variant's family, tensor-wise ("P",
   "X" when confined to a leaf group), a doubled value ("D") or sparsity; a
-  thick black edge when the arm trains at its own rho, so that it stands
+  thick gold edge when the arm trains at its own rho, so that it stands
   apart from its twin at SAM's rho."""
   if arm.variant is not None:
     marker = VARIANT_MARKERS[FAMILY_OF_VARIANT[arm.variant]]
@@ -48,7 +51,7 @@ def style(arm: sweep_arms.Arm) -> dict:
     marker = "D"
   else:
     marker = SPARSITY_MARKERS.get(arm.sparsity, "o")
-  own_rho = ({"markeredgecolor": "black", "markeredgewidth": 1.8}
+  own_rho = ({"markeredgecolor": OWN_RHO_EDGE, "markeredgewidth": 1.8}
              if arm.rho_grid is not None else {})
   return {"color": FAMILY_COLORS.get(arm.optimizer, "tab:purple"), "marker": marker,
           **own_rho}
@@ -119,7 +122,7 @@ def plot(candidates: list[dict], front: list[dict], min_seeds: int, path: str,
   axis.grid(alpha=0.3)
   axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7,
               title="arm (colour: optimizer family; hollow: fewer seeds; "
-              "black edge: its own rho)",
+              "gold edge: its own rho)",
               title_fontsize=8)
   error_bars.add_caption(figure, error_bars.CAPTION + " SGD's final-epoch accuracy "
                          "in grey; every other point is early-stopped.")
