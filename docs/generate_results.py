@@ -287,8 +287,10 @@ def render() -> str:
            "Accuracy: real Fashion-MNIST (the Debian package `dataset-fashion-mnist`), "
            "trained on CPU. In R1 and R2 every "
            "hyperparameter choice is made on a validation split carved from the training "
-           "set; the test set is only reported. Every arm uses the same seeds, schedule and "
-           "weight decay; the paper's doubled weight decay for SAM is an ablation row.", "",
+           "set; the test set is only reported. R1 and R2 are the regimes `overfit` and "
+           "`label_noise` of `experiments/sweep.py`. Within each, every arm draws its seeds "
+           "from one list (n: how many it has), and all arms share the schedule and weight "
+           "decay; the paper's doubled weight decay for SAM is an ablation row.", "",
            "Every difference is paired: two arms are compared on the seeds both ran, as "
            "the mean of the per-seed differences with its 95 % confidence interval from "
            "Student's t with n - 1 degrees of freedom, written `+3.79 [+2.83, +4.75], n=5, "

@@ -95,14 +95,34 @@ def cost_report(regime: str) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def training_costs(regime: str) -> dict[str, float]:
-  """:func:`training_cost` of every arm of ``sweep_arms.ARMS`` timed directly
-  or through an arm with its :func:`cost_key`, by label (empty when the
-  regime's costs are not measured)."""
+def _timed_rows(regime: str) -> dict[str, dict]:
+  """The cost report's row timing each arm of ``sweep_arms.ARMS``, directly or
+  through an arm with its :func:`cost_key`, by label."""
   report = cost_report(regime)
   if report is None:
     return {}
-  ratios = {cost_key(regime, sweep_arms.arm(label)): row["ratio_to_sgd"]
-            for label, row in report["arms"].items()}
-  return {arm.label: training_cost(regime, arm, ratios[key]) for arm in sweep_arms.ARMS
-          if (key := cost_key(regime, arm)) in ratios}
+  timed = {cost_key(regime, sweep_arms.arm(label)): row
+           for label, row in report["arms"].items()}
+  return {arm.label: timed[key] for arm in sweep_arms.ARMS
+          if (key := cost_key(regime, arm)) in timed}
+
+
+def training_costs(regime: str) -> dict[str, float]:
+  """:func:`training_cost` of every timed arm, by label (empty when the
+  regime's costs are not measured)."""
+  return {label: training_cost(regime, sweep_arms.arm(label), row["ratio_to_sgd"])
+          for label, row in _timed_rows(regime).items()}
+
+
+def training_cost_ranges(regime: str) -> dict[str, tuple[float, float, int]]:
+  """The lowest and highest :func:`training_cost` over the benchmark's rounds,
+  and how many rounds, of every arm timed in two or more rounds, by label.
+  The cost is their median."""
+  out = {}
+  for label, row in _timed_rows(regime).items():
+    rounds = row.get("ratios_to_nearest_sgd", [])
+    if len(rounds) >= 2:
+      arm = sweep_arms.arm(label)
+      out[label] = (training_cost(regime, arm, min(rounds)),
+                    training_cost(regime, arm, max(rounds)), len(rounds))
+  return out

@@ -86,3 +86,18 @@ def test_readme_paragraph_says_why_no_cheap_arm_is_named():
   text = efficient_section.readme_paragraph(complete, costs, {EVERY_10: "SAM every 10"})
   assert "the highest mean within 1.15x SGD's cost is SAM every 10's (1.10x)" in text
   assert text.endswith("not worse than SAM: SAM every 10.")
+
+
+def test_an_arm_within_the_budget_by_its_median_round_only_says_so():
+  costs = {"sgd": 1.0, "sam": 1.9, EVERY_10: 1.1}
+  summary = summary_of({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE})
+  straddles = {EVERY_10: (1.05, 1.2, 4), "sam": (1.8, 2.0, 4)}
+  text = efficient_section.readme_paragraph(summary, costs, {}, straddles)
+  assert "(1.10x; rounds 1.05-1.20x)" in text
+  assert text.endswith("by the median over the benchmark's rounds only (some rounds cost "
+                       f"more): {EVERY_10}.")
+  within = efficient_section.readme_paragraph(summary, costs, {}, {EVERY_10: (1.05, 1.12, 4)})
+  assert "median" not in within and within.endswith(f"not worse than SAM: {EVERY_10}.")
+  row = {r["label"]: r for r in efficient_section.rows(summary, costs, straddles)}[EVERY_10]
+  assert efficient_section.table([row], {}).splitlines()[-1].startswith(
+      f"| {EVERY_10} | 1.10 (1.05-1.20) |")

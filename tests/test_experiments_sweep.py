@@ -246,3 +246,14 @@ def test_figure_runs_of_the_legacy_sweep_use_todays_names():
   assert names.count("ssam-random@0.5") == 3
   assert names.count("ssam-f-tensorwise@0.5") == 3
   assert not any("noise" in name or " " in name for name in names)
+
+
+def test_each_timed_arms_cost_lies_within_its_rounds():
+  costs = sweep_readouts.training_costs("label_noise")
+  ranges = sweep_readouts.training_cost_ranges("label_noise")
+  assert ranges and set(ranges) <= set(costs) and "sgd" not in ranges  # SGD: one ratio, 1
+  for label, (low, high, rounds) in ranges.items():
+    assert low <= costs[label] <= high and rounds >= 2, label
+  # A doubled schedule doubles every round, as it doubles the median.
+  low, high, _ = ranges["sgd 2x epochs"]
+  assert 1.8 < low <= high < 2.4
