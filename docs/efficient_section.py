@@ -61,8 +61,8 @@ def rows(summary: dict, cost: dict[str, float], ranges: dict | None = None) -> l
       continue
     to_sam, to_sgd = paired(entry, "sam", EARLY), paired(entry, "sgd", EARLY)
     row = {"label": arm.label, "arm": arm, "entry": entry, "cost": cost.get(arm.label),
-           "cost_range": (ranges or {}).get(arm.label), "n": entry[EARLY]["n"], "to_sam": to_sam, "to_sgd": to_sgd,
-           "kept": gain_kept(to_sgd, sam_gain)}
+           "cost_range": (ranges or {}).get(arm.label), "n": entry[EARLY]["n"],
+           "to_sam": to_sam, "to_sgd": to_sgd, "kept": gain_kept(to_sgd, sam_gain)}
     row["meets"] = bool(
         row["cost"] is not None and row["cost"] <= TARGET_COST and row["n"] >= SEEDS
         and row["kept"] is not None and row["kept"] >= TARGET_KEPT
