@@ -345,6 +345,7 @@ def readme_table(efficient: tuple) -> str:
           + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "
           "arm, and the radius-controlled arms: each mask at its own rho, and at equal "
           "radius."
+          + "".join(radius_section.readme_sentence(summary) for summary in summaries.values())
           + gpu_step_time.readme_sentence() + efficient_section.readme_paragraph(*efficient))
 
 

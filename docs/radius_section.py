@@ -13,8 +13,8 @@ measured".
 
 from experiments import sweep_arms
 from results_reading import (  # pylint: disable=g-importing-member
-    EARLY, FINAL, METRIC_NAMES, RADIUS_LABELS, compared_metric, format_paired,
-    holm_verdict, join_and, kept_sentence, paired, separates, stat)
+    EARLY, FINAL, KEEPS, METRIC_NAMES, RADIUS_LABELS, compared_metric, format_paired,
+    gain_kept, holm_verdict, join_and, kept_sentence, paired, separates, stat)
 
 # The regimes whose sweep trains the radius-controlled arms; others show the
 # subsection only once their summary holds one.
@@ -159,6 +159,54 @@ def reading(summary: dict) -> list[str]:
              "isolate the mask. The random mask drawn once and never refreshed, at SAM's "
              "rho, is the `ssam-random` rows of the table above.")
   return out
+
+
+def readme_sentence(summary: dict) -> str:
+  """The README's reading of the radius-controlled arms: those that keep SAM's
+  gain at their own rho, and each equal-radius contrast with the random mask
+  (bold, and worded as a finding, only where it survives Holm's correction);
+  empty while no arm has an interval to SAM and SGD."""
+  metric = compared_metric(summary)
+  if not separates(summary):
+    return ""
+  kept, other = [], []
+  for label in RADIUS_LABELS:
+    entry = summary["arms"].get(label)
+    verdict = gain_kept(entry, metric)
+    if verdict == KEEPS:
+      gaps = "; ".join(f"vs {ref.upper()} {format_paired(paired(entry, ref, metric), False)}"
+                       for ref in ("sam", "sgd"))
+      kept.append(f"{label} ({gaps})")
+    elif verdict is not None:
+      other.append(label)
+  if not kept and not other:
+    return ""
+  link = "[radius-controlled arms](docs/results.md#radius-controlled-arms)"
+  text = (f" At their own rho chosen on validation ({link}), these sparse arms keep "
+          f"SAM's gain: {join_and(kept)}." if kept else
+          f" At its own rho chosen on validation ({link}), no sparse arm is shown to keep "
+          "SAM's gain.")
+  if other:
+    text += f" Not shown to keep it: {join_and(other)}."
+  contrasts = []
+  for label in RADIUS_LABELS:
+    random = counterpart(label)
+    diff = paired(summary["arms"].get(label), random, metric) if random else None
+    if sweep_arms.arm(label).normalize != "masked" or holm_verdict(diff) is None:
+      continue
+    after, shown = holm_verdict(diff), format_paired(diff, False)
+    if after != "tie":
+      contrasts.append(f"{label} {'beats' if after == 'better' else 'falls below'} "
+                       f"{random} by {shown}")
+    elif diff["verdict"] != "tie":
+      contrasts.append(f"{label} vs {random}: {shown}, an interval that excludes 0 "
+                       "but does not survive Holm's correction")
+    else:
+      contrasts.append(f"{label} vs {random}: {shown}, a tie")
+  if contrasts:
+    text += (" With the radius set by rho alone (`normalize=\"masked\"`), each mask at "
+             f"its best radius: {'; '.join(contrasts)}.")
+  return text
 
 
 def section(summary: dict, regime: str) -> list[str]:

@@ -172,3 +172,32 @@ def test_radius_section_compares_masks_at_equal_radius_with_their_intervals():
   (b_answer,) = [line for line in radius_section.reading(summary) if line.startswith("(b)")]
   assert f"{MASKED_F} vs {MASKED_RANDOM}: " in b_answer
   assert results_reading.format_paired(diff) in b_answer
+
+
+def test_readme_sentence_names_the_arms_that_keep_the_gain_and_words_contrasts_by_holm():
+  random_values = [(80.0, 81.0), (80.4, 81.2), (80.1, 80.9), (80.3, 81.1), (80.2, 81.0)]
+  fisher = [(84.0, 84.0), (84.5, 84.4), (84.2, 84.1), (84.8, 84.7), (84.1, 84.3)]
+  summary = summary_of({"sgd": SGD, "sam": SAM, MASKED_F: fisher,
+                        MASKED_RANDOM: random_values})
+  text = radius_section.readme_sentence(summary)
+  kept, rest = text.split("Not shown to keep it: ")
+  assert f"keep SAM's gain: {MASKED_F} (vs SAM " in kept and MASKED_RANDOM not in kept
+  assert rest.startswith(f"{MASKED_RANDOM}.")
+  diff = results_reading.paired(summary["arms"][MASKED_F], MASKED_RANDOM,
+                                results_reading.EARLY)
+  assert results_reading.holm_verdict(diff) == "better"
+  assert f"{MASKED_F} beats {MASKED_RANDOM} by **" in text
+  # A contrast whose interval excludes 0 but fails Holm (SSAM-F 50 % tying SAM
+  # adds a large p-value to the family) is not worded as a finding.
+  noisy = [(81.0, early + d) for (_, early), d in zip(random_values, (0.1, 0.9, 0.2, 0.8, 0.3))]
+  summary = summary_of({"sgd": SGD, "sam": SAM, "ssam-f s=0.5": SSAM_F, MASKED_F: noisy,
+                        MASKED_RANDOM: random_values})
+  diff = results_reading.paired(summary["arms"][MASKED_F], MASKED_RANDOM,
+                                results_reading.EARLY)
+  text = radius_section.readme_sentence(summary)
+  assert diff["verdict"] == "better" and results_reading.holm_verdict(diff) == "tie"
+  assert "does not survive Holm's correction" in text and " beats " not in text
+  # A regime that cannot separate SAM from SGD gets no sentence.
+  flat = [(87.5, 87.5)] * 5
+  assert radius_section.readme_sentence(
+      summary_of({"sgd": flat, "sam": flat, MASKED_F: fisher})) == ""
