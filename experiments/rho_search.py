@@ -17,8 +17,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
-# The values a grid may take, roughly evenly spaced in log rho.
-LADDER = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+# The values a grid may take, roughly evenly spaced in log rho. It reaches
+# 50 because with the paper's normalisation a random mask at 1 % density
+# perturbs with a radius of about rho / 10.
+LADDER = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 
 
 @dataclasses.dataclass(frozen=True)

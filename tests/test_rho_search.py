@@ -42,8 +42,9 @@ def test_a_best_value_at_an_end_grows_the_grid_until_it_is_bracketed(peak, extra
 
 
 def test_the_end_of_the_ladder_is_selected_but_not_bracketed():
-  state, _ = _run_search((5.0, 10.0), _accuracy_peaking_at(10.0))
-  assert (state.selected, state.bracketed) == (10.0, False)
+  top = rho_search.LADDER[-1]
+  state, _ = _run_search(rho_search.LADDER[-2:], _accuracy_peaking_at(top))
+  assert (state.selected, state.bracketed) == (top, False)
 
 
 def test_a_tie_selects_the_smaller_rho():
