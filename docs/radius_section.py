@@ -14,7 +14,7 @@ measured".
 from experiments import sweep_arms
 from results_reading import (  # pylint: disable=g-importing-member
     EARLY, FINAL, KEEPS, METRIC_NAMES, RADIUS_LABELS, compared_metric, format_paired,
-    gain_kept, holm_verdict, join_and, kept_sentence, paired, separates, stat)
+    holm_verdict, join_and, kept_groups, kept_sentence, paired, separates, stat)
 
 # The regimes whose sweep trains the radius-controlled arms; others show the
 # subsection only once their summary holds one.
@@ -169,16 +169,9 @@ def readme_sentence(summary: dict) -> str:
   metric = compared_metric(summary)
   if not separates(summary):
     return ""
-  kept, other = [], []
-  for label in RADIUS_LABELS:
-    entry = summary["arms"].get(label)
-    verdict = gain_kept(entry, metric)
-    if verdict == KEEPS:
-      gaps = "; ".join(f"vs {ref.upper()} {format_paired(paired(entry, ref, metric), False)}"
-                       for ref in ("sam", "sgd"))
-      kept.append(f"{label} ({gaps})")
-    elif verdict is not None:
-      other.append(label)
+  groups, _ = kept_groups(summary, RADIUS_LABELS)
+  kept = groups.pop(KEEPS, [])
+  other = [label for labels in groups.values() for label in labels]
   if not kept and not other:
     return ""
   link = "[radius-controlled arms](docs/results.md#radius-controlled-arms)"

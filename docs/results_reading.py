@@ -145,14 +145,10 @@ def join_and(items: list[str]) -> str:
   return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
-  """Which of the arms ``labels`` keep SAM's gain over SGD in the compared
-  metric, with their intervals; empty if the regime does not separate SAM
-  from SGD."""
-  if not separates(summary):
-    return ""
+def kept_groups(summary: dict, labels, names: dict | None = None):
+  """The arms ``labels`` by :func:`gain_kept` verdict (those that keep the
+  gain with their intervals to SAM and SGD), and those without an interval."""
   metric, names = compared_metric(summary), names or {}
-  sgd = "early-stopped SGD" if metric == EARLY else "SGD"
   groups, unmeasured = {}, []
   for label in labels:
     entry = summary["arms"].get(label)
@@ -164,6 +160,18 @@ def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
     gaps = "; ".join(f"vs {ref.upper()} {format_paired(paired(entry, ref, metric), False)}"
                      for ref in ("sam", "sgd"))
     groups.setdefault(kept, []).append(f"{name} ({gaps})" if kept == KEEPS else name)
+  return groups, unmeasured
+
+
+def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
+  """Which of the arms ``labels`` keep SAM's gain over SGD in the compared
+  metric, with their intervals; empty if the regime does not separate SAM
+  from SGD."""
+  if not separates(summary):
+    return ""
+  metric = compared_metric(summary)
+  sgd = "early-stopped SGD" if metric == EARLY else "SGD"
+  groups, unmeasured = kept_groups(summary, labels, names)
   parts = [f"An arm keeps SAM's gain when it ties (or beats) SAM by its interval and "
            f"beats {sgd} after Holm's correction.",
            f"Keeps it: {join_and(groups.get(KEEPS, ['no arm']))}."]
