@@ -116,11 +116,21 @@ def grid_contrast(selection: dict, seed: int) -> str:
           + "; ".join(parts) + ".")
 
 
+def masked_contrasts(summary: dict) -> list[tuple[str, str, dict | None]]:
+  """``(label, random mask's label, paired difference)`` for each arm at equal
+  radius (``normalize="masked"``) that has a random-mask counterpart, in the
+  compared metric; the difference is None without shared seeds."""
+  metric = compared_metric(summary)
+  return [(label, random, paired(summary["arms"].get(label), random, metric))
+          for label in RADIUS_LABELS
+          if sweep_arms.arm(label).normalize == "masked"
+          and (random := counterpart(label)) is not None]
+
+
 def reading(summary: dict) -> list[str]:
   """Answers (a) whether SSAM at 90/99 % keeps SAM's gain at its own rho and
   (b) whether, at equal radius, the Fisher or dynamic mask beats the random
   one, as far as the intervals go."""
-  metric = compared_metric(summary)
   out = []
   measured_labels = [label for label in RADIUS_LABELS if label in summary["arms"]]
   if not separates(summary):
@@ -134,11 +144,7 @@ def reading(summary: dict) -> list[str]:
     answer += f" Not measured: {join_and(unmeasured)}."
   out.append("(a) At its own rho, does SSAM at 90/99 % keep SAM's gain? " + answer)
   pairs, missing = [], []
-  for label in RADIUS_LABELS:
-    arm, random = sweep_arms.arm(label), counterpart(label)
-    if arm.normalize != "masked" or random is None:
-      continue
-    diff = paired(summary["arms"].get(label), random, metric)
+  for label, random, diff in masked_contrasts(summary):
     if holm_verdict(diff) is None:
       missing.append(label)
       continue
@@ -166,7 +172,6 @@ def readme_sentence(summary: dict) -> str:
   gain at their own rho, and each equal-radius contrast with the random mask
   (bold, and worded as a finding, only where it survives Holm's correction);
   empty while no arm has an interval to SAM and SGD."""
-  metric = compared_metric(summary)
   if not separates(summary):
     return ""
   groups, _ = kept_groups(summary, RADIUS_LABELS)
@@ -182,10 +187,8 @@ def readme_sentence(summary: dict) -> str:
   if other:
     text += f" Not shown to keep it: {join_and(other)}."
   contrasts = []
-  for label in RADIUS_LABELS:
-    random = counterpart(label)
-    diff = paired(summary["arms"].get(label), random, metric) if random else None
-    if sweep_arms.arm(label).normalize != "masked" or holm_verdict(diff) is None:
+  for label, random, diff in masked_contrasts(summary):
+    if holm_verdict(diff) is None:
       continue
     after, shown = holm_verdict(diff), format_paired(diff, False)
     if after != "tie":
