@@ -35,9 +35,9 @@ import efficient_section  # pylint: disable=g-import-not-at-top,wrong-import-pos
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 import radius_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
-    EARLY, FINAL, METRIC_NAMES, RADIUS_LABELS, TENSORWISE_NOTE, compared_metric, display_names,
-    early_stopping_note, family_size, format_paired, hessian_reading, kept_sentence,
-    load_summary, paired, perturbs_of, reading, sam_vs_sgd, separates, stat)
+    EARLY, FINAL, LABELS, METRIC_NAMES, RADIUS_LABELS, TENSORWISE_NOTE, compared_metric,
+    display_names, early_stopping_note, family_size, format_paired, hessian_reading,
+    kept_sentence, load_summary, paired, perturbs_of, reading, sam_vs_sgd, separates, stat)
 
 OUT = ROOT / "docs" / "results.md"
 EFFICIENT = ROOT / "docs" / "efficient.md"
@@ -199,8 +199,8 @@ def regime_section(regime: str) -> list[str]:
     noise = cost_report["arms"].get("sgd 2x epochs")
     noise_note = (" A second, independent timing of SGD's own epoch (the epoch of "
                   f"`sgd 2x epochs`) is {noise['ratio_to_sgd']:.2f}x SGD's, so "
-                  f"cost differences under about {abs(noise['ratio_to_sgd'] - 1):.0%} "
-                  "are noise."
+                  f"medians that differ by under about {abs(noise['ratio_to_sgd'] - 1):.0%} "
+                  "are noise; single rounds spread wider."
                   if noise else "")
     lines += ["Cost: the whole training run as a multiple of SGD's: one epoch of the "
               "training program's step, its mask refreshes included, timed alone "
@@ -265,11 +265,17 @@ def legacy_section() -> list[str]:
     return []
   by_arm = sweep.rows_by_arm("augmented")
   names = display_names(by_arm, tensorwise_masks.perturbs("augmented", by_arm))
-  table = arms_table({"arms": statistics_report.arm_statistics(by_arm)}, names=names)
+  legacy = {"arms": statistics_report.arm_statistics(by_arm)}
+  table = arms_table(legacy, names=names)
+  sgd = by_arm["sgd"]
+  train = 100 * sum(r["epochs"][-1]["train_accuracy"] for r in sgd) / len(sgd)
+  test = 100 * sum(r["test_accuracy"] for r in sgd) / len(sgd)
   return ["## An underfitting regime: all 60k examples, crop + flip, 10 epochs", "",
           "A third sweep (`experiments/results/fashion_mnist_sweep.jsonl`, small CNN of "
-          "width 32) trains too briefly for SGD to fit the training set: train and test "
-          "accuracy are about equal, so there is no generalisation gap for SAM to close. "
+          "width 32) trains too briefly for SGD to fit the training set: SGD's train "
+          f"accuracy over its last epoch (augmented examples) is {train:.1f} % and its test "
+          f"accuracy {test:.1f} % (means over {len(sgd)} seeds), so there is no "
+          "generalisation gap for SAM to close. "
           "It has no validation split, so only final "
           "test accuracy. Unlike R1 and R2, its rho is fixed at 0.1 rather than chosen on "
           "validation, and SAM-family arms use weight decay 1e-3 against SGD's 5e-4, so "
@@ -277,7 +283,8 @@ def legacy_section() -> list[str]:
           "noise0.4 are 40 % label noise at 10 epochs, also before memorisation; their vs "
           "SAM and vs SGD columns compare with the clean rows, so read those rows against "
           "each other. Differences are paired on the seeds both arms ran, as in R1 and R2; "
-          "bold survives Holm's correction over the sweep's paired comparisons.", "", table, ""]
+          "bold survives Holm's correction over the sweep's "
+          f"{family_size(legacy, FINAL)} paired comparisons.", "", table, ""]
 
 
 def render() -> str:
@@ -303,7 +310,7 @@ def render() -> str:
            "are stated as findings in the README. The comparisons are read on early-stopped "
            "test accuracy (the test accuracy at the epoch of best validation accuracy, as a "
            "practitioner with a validation split would stop); final-epoch differences are "
-           "shown beside them.", ""]
+           "shown beside them.", "", LABELS, ""]
   for regime in REGIMES:
     lines += regime_section(regime)
   lines += gpu_step_time.results_section()
@@ -339,7 +346,7 @@ def readme_table(efficient: tuple) -> str:
           "interval], n; in **bold** where it survives Holm's correction over the "
           "regime's paired comparisons of that metric. Only bold differences are stated "
           "as findings; a tie means the interval contains 0, not that the arms are "
-          "equal.\n\n"
+          "equal. " + LABELS.replace("](efficient.md)", "](docs/efficient.md)") + "\n\n"
           + "\n\n".join(readme_regime(regime, summary)
                          for regime, summary in summaries.items())
           + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "

@@ -14,7 +14,8 @@ measured".
 from experiments import sweep_arms
 from results_reading import (  # pylint: disable=g-importing-member
     EARLY, FINAL, KEEPS, METRIC_NAMES, RADIUS_LABELS, compared_metric, format_paired,
-    holm_verdict, join_and, kept_groups, kept_sentence, paired, separates, stat)
+    format_paired_holm, holm_verdict, join_and, kept_groups, kept_sentence, paired,
+    separates, stat)
 
 # The regimes whose sweep trains the radius-controlled arms; others show the
 # subsection only once their summary holds one.
@@ -148,9 +149,7 @@ def reading(summary: dict) -> list[str]:
     if holm_verdict(diff) is None:
       missing.append(label)
       continue
-    after = holm_verdict(diff)
-    pairs.append(f"{label} vs {random}: {format_paired(diff)}"
-                 + (f" (after Holm: {after})" if after != diff["verdict"] else ""))
+    pairs.append(f"{label} vs {random}: {format_paired_holm(diff)}")
   answer = ("; ".join(pairs) + "." if pairs else
             "no mask is compared with the random one on two shared seeds.")
   if missing:

@@ -21,6 +21,17 @@ from experiments import tensorwise_masks
 FINAL, EARLY = "test_accuracy", "early_stopped_test_accuracy"
 METRIC_NAMES = {FINAL: "final", EARLY: "early-stopped"}
 FASHION_MNIST_CLASSES = 10
+# What the words of an arm's label mean (``sweep_arms.Arm.label``), for the
+# README and the results page.
+LABELS = (
+    "Arm labels: `s=S` perturbs the fraction 1 - S of the weights that the Fisher mask "
+    "(`ssam-f`), dynamic sparse training (`ssam-d`) or chance picks (`ssam-random`, drawn "
+    "once; `ssam-random-resampled`, redrawn at every mask refresh, as the Fisher mask is "
+    "reselected); a tensor-wise arm names the tensors it perturbs and their share of the "
+    "parameters; `own rho`: rho chosen on validation for that arm (otherwise SAM's); "
+    "`masked`: ‖eps‖ = rho (`normalize=\"masked\"`) instead of the paper's "
+    "‖eps‖ = rho ‖m ⊙ g‖ / ‖g‖; `ascent 1/8 batch`: the first gradient taken on 1/8 of "
+    "the batch ([the cheaper ascents](efficient.md)).")
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "results"
 # Arms with a subsection of their own (docs/radius_section.py).
 RADIUS_LABELS = tuple(arm.label for arm in sweep_arms.RADIUS_ARMS)
@@ -88,6 +99,14 @@ def format_paired(diff: dict | None, verdict: bool = True) -> str:
   if verdict:
     text += f", {diff['verdict']}"
   return f"**{text}**" if holm_verdict(diff) in ("better", "worse") else text
+
+
+def format_paired_holm(diff: dict) -> str:
+  """:func:`format_paired` with its verdict, and Holm's where that differs:
+  ``+0.46 [+0.26, +0.65], n=5, better (after Holm: tie)``."""
+  after = holm_verdict(diff)
+  return format_paired(diff) + (f" (after Holm: {after})"
+                                if after is not None and after != diff["verdict"] else "")
 
 
 def holm_note(diff: dict) -> str:
@@ -173,7 +192,8 @@ def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
   sgd = "early-stopped SGD" if metric == EARLY else "SGD"
   groups, unmeasured = kept_groups(summary, labels, names)
   parts = [f"An arm keeps SAM's gain when it ties (or beats) SAM by its interval and "
-           f"beats {sgd} after Holm's correction.",
+           f"beats {sgd} after Holm's correction; the lower end of its interval against "
+           "SAM bounds how much of the gain it may still lose.",
            f"Keeps it: {join_and(groups.get(KEEPS, ['no arm']))}."]
   if BELOW_SAM in groups:
     parts.append(f"Beats {sgd} after Holm but falls below SAM by its interval: "
@@ -202,7 +222,8 @@ def sam_vs_sgd(summary: dict) -> str:
   if holm_verdict(gains[metric]) == "worse":
     return (f"In {name}, {sgd} beats SAM: SAM - SGD {_with_holm(gains[metric])}{final}. "
             f"No verdict on the SSAM arms keeping a gain is drawn from {name}.")
-  return (f"{name} cannot separate SAM from SGD: SAM - SGD, {METRIC_NAMES[metric]}, "
+  return (f"{name} cannot separate SAM from SGD in {METRIC_NAMES[metric]} test accuracy, "
+          f"the accuracy every comparison reads: SAM - SGD "
           f"{_with_holm(gains[metric])}{final}. No verdict on the SSAM arms is drawn "
           f"from {name}: its differences are numbers only.")
 
@@ -297,7 +318,7 @@ def reading(summary: dict, costs: dict | None = None,
       if paired(entry, "sam", metric) and paired(entry, "sgd", metric):
         cost = f", at {costs[arm]:.2f}x SGD's cost" if costs and arm in costs else ""
         out.append(f"{_control(arm, perturbs)}{cost}: " + "; ".join(
-            f"vs {ref.upper()} {format_paired(paired(entry, ref, metric))}"
+            f"vs {ref.upper()} {format_paired_holm(paired(entry, ref, metric))}"
             for ref in ("sam", "sgd")) + ".")
   out.append("The masks of the table differ in more than how they choose entries: at "
              "SAM's rho, with the paper's normalisation, the perturbation's radius "

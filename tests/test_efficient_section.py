@@ -84,8 +84,9 @@ def test_readme_paragraph_says_why_no_cheap_arm_is_named():
       losing, costs, {})
   complete = summary_of({"sgd": SGD, "sam": SAM, EVERY_10: CLOSE})
   text = efficient_section.readme_paragraph(complete, costs, {EVERY_10: "SAM every 10"})
-  assert "the highest mean within 1.15x SGD's cost is SAM every 10's (1.10x)" in text
-  assert text.endswith("not worse than SAM: SAM every 10.")
+  assert ("of the arms within 1.15x SGD's cost trained at every seed, the highest mean is "
+          "SAM every 10's (1.10x)") in text
+  assert text.endswith("(point estimate) and not worse than SAM: SAM every 10.")
 
 
 def test_an_arm_within_the_budget_by_its_median_round_only_says_so():

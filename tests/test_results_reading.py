@@ -80,6 +80,9 @@ def test_only_a_difference_that_survives_holm_is_bold():
   kept = {**diff, "holm": {"comparisons": 30, "p": 0.01, "verdict": "better"}}
   assert "**" not in results_reading.format_paired(rejected)
   assert results_reading.format_paired(kept).startswith("**+")
+  assert results_reading.format_paired_holm(rejected).endswith(
+      ", n=3, better (after Holm: tie)")
+  assert results_reading.format_paired_holm(kept).endswith(", n=3, better**")
 
 
 def test_a_claim_rejected_by_holm_is_not_stated():
