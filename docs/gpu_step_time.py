@@ -15,6 +15,8 @@ import pathlib
 
 import numpy as np
 
+from experiments import models as models_lib
+from experiments import sweep
 from experiments import tensorwise_masks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -117,7 +119,11 @@ def results_section() -> list[str]:
              "what it perturbs: the perturbs column names the tensors its mask takes "
              "whole (Flax's module names) and their share of the parameters, from the "
              "row's `perturbed_tensors` or, where the GPU file lists none, from the same "
-             "row's first step on CPU (`benchmarks/results/cpu_tensorwise_rows.json`).", "",
+             "row's first step on CPU (`benchmarks/results/cpu_tensorwise_rows.json`). "
+             f"small_cnn is the training program's at its default width, "
+             f"{models_lib.SmallCNN.width}, where R1 and R2 train width "
+             f"{sweep.regime_config('overfit').model_width}, so the same "
+             "tensors are a larger share of its parameters.", "",
              "\n".join(lines), "",
              f"One mask refresh costs, in steps without one: {refresh}. Refreshed once an "
              "epoch (the training program's default, `mask_update_epochs=1`), it adds "
