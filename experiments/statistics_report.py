@@ -184,14 +184,17 @@ def _versus(entry: dict, reference: str, metric: str) -> str:
 def markdown_table(rows_by_arm: dict[str, list[dict]]) -> str:
   """Accuracies (%) per arm, with the paired differences to SAM and SGD in
   early-stopped test accuracy (final where no run early-stops); columns no
-  run recorded are left out."""
+  run recorded are left out. The last column is the runs' mean wall time
+  per epoch as they ran: it includes compilation, resumes and other runs
+  sharing the machine, so it is not a cost measure (``benchmarks/arm_cost.py``
+  is)."""
   arms = arm_statistics(rows_by_arm)
   metrics = [m for m in METRICS if any(m in e for e in arms.values())]
   compared = PAIRED_METRICS[1] if PAIRED_METRICS[1] in metrics else PAIRED_METRICS[0]
   names = [m.replace("_accuracy", "").replace("_", " ") + " (%)" for m in metrics]
   which = {"test_accuracy": "final", "early_stopped_test_accuracy": "early-stopped"}[compared]
   lines = ["| arm | seeds | " + " | ".join(names) + f" | vs SAM ({which}) | "
-           f"vs SGD ({which}) | s / epoch |",
+           f"vs SGD ({which}) | wall s / epoch (as run) |",
            "| --- | ---: |" + " ---: |" * len(metrics) + " --- | --- | ---: |"]
   for arm, entry in arms.items():
     cells = " | ".join(_cell(entry.get(m)) for m in metrics)
