@@ -4,8 +4,9 @@ docs/efficient.md from the committed results.
   python docs/generate_results.py          # rewrite all three
   python docs/generate_results.py --check  # exit 1 if any is out of date
 
-README.md's table sits between the markers ``<!-- RESULTS TABLE -->`` and
-``<!-- END RESULTS TABLE -->``; nothing else in the README is touched.
+README.md's results block sits between the markers ``<!-- RESULTS TABLE -->``
+and ``<!-- END RESULTS TABLE -->`` (written by ``docs/readme_section.py``);
+nothing else in the README is touched.
 
 Sources: ``experiments/results/<regime>_summary.json`` (made by
 ``python -m experiments.sweep summary --regime <regime>`` from the per-run
@@ -28,21 +29,20 @@ sys.path.insert(0, str(ROOT))
 
 from experiments import statistics_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import sweep_arms  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import sweep_readouts  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tensorwise_masks  # pylint: disable=g-import-not-at-top,wrong-import-position
 import efficient_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gpu_step_time  # pylint: disable=g-import-not-at-top,wrong-import-position
 import radius_section  # pylint: disable=g-import-not-at-top,wrong-import-position
+import readme_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 from results_reading import (  # pylint: disable=g-import-not-at-top,wrong-import-position,g-importing-member
     EARLY, FINAL, LABELS, METRIC_NAMES, RADIUS_LABELS, TENSORWISE_NOTE, compared_metric,
     display_names, early_stopping_note, family_size, format_paired, hessian_reading,
-    kept_sentence, load_summary, paired, perturbs_of, reading, sam_vs_sgd, separates, stat)
+    load_summary, paired, perturbs_of, reading, separates, stat)
 
 OUT = ROOT / "docs" / "results.md"
 EFFICIENT = ROOT / "docs" / "efficient.md"
 README = ROOT / "README.md"
-README_START, README_END = "<!-- RESULTS TABLE -->", "<!-- END RESULTS TABLE -->"
 FIGURES = "../experiments/results/figures"
 REGIMES = ("overfit", "label_noise")
 
@@ -51,20 +51,18 @@ COLUMN_NAMES = {FINAL: "final test (%)", EARLY: "early-stopped test (%)",
 
 
 def arms_table(summary: dict, costs: dict | None = None, names: dict | None = None,
-               labels=None, verdicts: bool = True, brief: bool = False) -> str:
+               labels=None, verdicts: bool = True) -> str:
   """One row per arm of ``labels`` (default: every arm but the radius-controlled
   ones), ``names``: display labels. Accuracies (%), mean ± std over the ``n``
   seeds, then the paired differences to SAM and SGD in the compared metric
   (``results_reading.compared_metric``) and in final test accuracy;
-  ``verdicts=False`` leaves out the verdict words, ``brief`` keeps only the
-  test accuracies and the compared metric's differences."""
+  ``verdicts=False`` leaves out the verdict words."""
   names, arms = names or {}, summary["arms"]
   labels = [arm for arm in (arms if labels is None else labels)
             if arm in arms and arm not in RADIUS_LABELS]
-  shown = (FINAL, EARLY) if brief else tuple(COLUMN_NAMES)
-  metrics = [m for m in shown if any(m in arms[arm] for arm in labels)]
+  metrics = [m for m in COLUMN_NAMES if any(m in arms[arm] for arm in labels)]
   compared = compared_metric(summary)
-  comparisons = [compared] + ([FINAL] if not brief and compared != FINAL else [])
+  comparisons = [compared] + ([FINAL] if compared != FINAL else [])
   header = ("| arm | n | " + " | ".join(
       COLUMN_NAMES[m] for m in metrics) + " | " + " | ".join(
           f"vs {ref} ({METRIC_NAMES[m]})" for m in comparisons for ref in ("SAM", "SGD"))
@@ -85,12 +83,6 @@ def arms_table(summary: dict, costs: dict | None = None, names: dict | None = No
       row += f" {cost:.2f} |" if cost else " |"
     lines.append(row)
   return "\n".join(lines)
-
-
-HEADLINE_ARMS = ("sgd", "sam", "ssam-f s=0.5", "ssam-d s=0.5", "ssam-random s=0.5",
-                 "ssam-f s=0.9", "ssam-d s=0.9", "ssam-random s=0.9",
-                 "ssam-f s=0.99", "ssam-d s=0.99", "ssam-random s=0.99",
-                 "ssam-f tensorwise s=0.9 last block")
 
 
 def rho_table(summary: dict) -> str:
@@ -318,58 +310,14 @@ def render() -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
-def readme_regime(regime: str, summary: dict) -> str:
-  """One regime of the README: its headline arms and what Holm's correction
-  leaves of SAM's gain and of the SSAM arms keeping it."""
-  names = display_names(summary["arms"], perturbs_of(regime, summary))
-  ssam = [arm for arm in HEADLINE_ARMS if arm not in ("sam", "sgd") and arm in summary["arms"]]
-  text = " ".join(filter(None, [sam_vs_sgd(summary), kept_sentence(summary, ssam, names)]))
-  return (f"**{summary['description']}**, rho {summary['selected_rho']:g}; Holm's family: "
-          f"{family_size(summary, compared_metric(summary))} paired comparisons.\n\n"
-          + arms_table(summary, names=names, labels=HEADLINE_ARMS, verdicts=False,
-                       brief=True) + "\n\n" + text)
-
-
-def readme_table(efficient: tuple) -> str:
-  """The README's results block: the headline arms of each regime, and the
-  cheaper ascents' paragraph from ``efficient`` (``efficient_section.inputs()``)."""
-  summaries = {regime: summary for regime in REGIMES
-               if (summary := load_summary(regime)) is not None}
-  if not summaries:
-    return "No results are committed; see docs/results.md."
-  settings = next(iter(summaries.values()))["settings"]
-  return (f"Real Fashion-MNIST, a small CNN of width {settings['model_width']}, "
-          f"{settings['num_epochs']} epochs, rho chosen on validation. Test accuracy (%), "
-          "mean ± std over the n seeds: final at the last epoch, early-stopped at the "
-          "epoch of best validation accuracy. vs SAM and vs SGD: the paired difference "
-          "in early-stopped test accuracy on the seeds both arms ran, mean [95 % t "
-          "interval], n; in **bold** where it survives Holm's correction over the "
-          "regime's paired comparisons of that metric. Only bold differences are stated "
-          "as findings; a tie means the interval contains 0, not that the arms are "
-          "equal. " + LABELS.replace("](efficient.md)", "](docs/efficient.md)") + "\n\n"
-          + "\n\n".join(readme_regime(regime, summary)
-                         for regime, summary in summaries.items())
-          + "\n\n[docs/results.md](docs/results.md) adds final-epoch differences, every "
-          "arm, and the radius-controlled arms: each mask at its own rho, and at equal "
-          "radius."
-          + "".join(radius_section.readme_sentence(summary) for summary in summaries.values())
-          + gpu_step_time.readme_sentence() + efficient_section.readme_paragraph(*efficient))
-
-
-def render_readme(readme: str, efficient: tuple) -> str:
-  start, end = readme.index(README_START), readme.index(README_END)
-  return (readme[:start + len(README_START)] + "\n\n" + readme_table(efficient) + "\n\n"
-          + readme[end:])
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--check", action="store_true")
   args = parser.parse_args(argv)
   outputs = {OUT: render()}
   efficient = efficient_section.inputs()
-  if README.exists() and README_START in README.read_text():
-    outputs[README] = render_readme(README.read_text(), efficient)
+  if README.exists() and readme_section.START in README.read_text():
+    outputs[README] = readme_section.render(README.read_text(), efficient)
   outputs[EFFICIENT] = efficient_section.render(EFFICIENT.read_text(), *efficient)
   stale = [path for path, text in outputs.items()
            if not path.exists() or path.read_text() != text]

@@ -166,25 +166,13 @@ def reading(summary: dict) -> list[str]:
   return out
 
 
-def readme_sentence(summary: dict) -> str:
-  """The README's reading of the radius-controlled arms: those that keep SAM's
-  gain at their own rho, and each equal-radius contrast with the random mask
-  (bold, and worded as a finding, only where it survives Holm's correction);
-  empty while no arm has an interval to SAM and SGD."""
+def contrast_sentence(summary: dict) -> str:
+  """The README's answer to (b): each equal-radius contrast with the random
+  mask, worded as a finding (and bold) only where it survives Holm's
+  correction; empty while none has an interval or where the regime does not
+  separate SAM from SGD."""
   if not separates(summary):
     return ""
-  groups, _ = kept_groups(summary, RADIUS_LABELS)
-  kept = groups.pop(KEEPS, [])
-  other = [label for labels in groups.values() for label in labels]
-  if not kept and not other:
-    return ""
-  link = "[radius-controlled arms](docs/results.md#radius-controlled-arms)"
-  text = (f" At their own rho chosen on validation ({link}), these sparse arms keep "
-          f"SAM's gain: {join_and(kept)}." if kept else
-          f" At its own rho chosen on validation ({link}), no sparse arm is shown to keep "
-          "SAM's gain.")
-  if other:
-    text += f" Not shown to keep it: {join_and(other)}."
   contrasts = []
   for label, random, diff in masked_contrasts(summary):
     if holm_verdict(diff) is None:
@@ -198,10 +186,11 @@ def readme_sentence(summary: dict) -> str:
                        "but does not survive Holm's correction")
     else:
       contrasts.append(f"{label} vs {random}: {shown}, a tie")
-  if contrasts:
-    text += (" With the radius set by rho alone (`normalize=\"masked\"`), each mask at "
-             f"its best radius: {'; '.join(contrasts)}.")
-  return text
+  if not contrasts:
+    return ""
+  return ("At equal radius (`normalize=\"masked\"`, each mask at its own best rho; "
+          "[radius-controlled arms](docs/results.md#radius-controlled-arms)): "
+          f"{'; '.join(contrasts)}.")
 
 
 def section(summary: dict, regime: str) -> list[str]:

@@ -164,9 +164,11 @@ def join_and(items: list[str]) -> str:
   return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def kept_groups(summary: dict, labels, names: dict | None = None):
+def kept_groups(summary: dict, labels, names: dict | None = None,
+                intervals: bool = True):
   """The arms ``labels`` by :func:`gain_kept` verdict (those that keep the
-  gain with their intervals to SAM and SGD), and those without an interval."""
+  gain with their intervals to SAM and SGD unless ``intervals`` is False),
+  and those without an interval."""
   metric, names = compared_metric(summary), names or {}
   groups, unmeasured = {}, []
   for label in labels:
@@ -178,19 +180,22 @@ def kept_groups(summary: dict, labels, names: dict | None = None):
       continue
     gaps = "; ".join(f"vs {ref.upper()} {format_paired(paired(entry, ref, metric), False)}"
                      for ref in ("sam", "sgd"))
-    groups.setdefault(kept, []).append(f"{name} ({gaps})" if kept == KEEPS else name)
+    groups.setdefault(kept, []).append(
+        f"{name} ({gaps})" if kept == KEEPS and intervals else name)
   return groups, unmeasured
 
 
-def kept_sentence(summary: dict, labels, names: dict | None = None) -> str:
+def kept_sentence(summary: dict, labels, names: dict | None = None,
+                  intervals: bool = True) -> str:
   """Which of the arms ``labels`` keep SAM's gain over SGD in the compared
-  metric, with their intervals; empty if the regime does not separate SAM
+  metric, with their intervals (``intervals=False``: by name, for a text
+  beside a table that shows them); empty if the regime does not separate SAM
   from SGD."""
   if not separates(summary):
     return ""
   metric = compared_metric(summary)
   sgd = "early-stopped SGD" if metric == EARLY else "SGD"
-  groups, unmeasured = kept_groups(summary, labels, names)
+  groups, unmeasured = kept_groups(summary, labels, names, intervals)
   parts = [f"An arm keeps SAM's gain when it ties (or beats) SAM by its interval and "
            f"beats {sgd} after Holm's correction; the lower end of its interval against "
            "SAM bounds how much of the gain it may still lose.",

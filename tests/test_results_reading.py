@@ -15,6 +15,7 @@ sys.path.insert(0, str(DOCS))
 
 import generate_results  # pylint: disable=g-import-not-at-top,wrong-import-position
 import radius_section  # pylint: disable=g-import-not-at-top,wrong-import-position
+import readme_section  # pylint: disable=g-import-not-at-top,wrong-import-position
 import results_reading  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MASKED_F = "ssam-f s=0.9 masked own rho"
@@ -99,19 +100,32 @@ def test_a_claim_rejected_by_holm_is_not_stated():
   assert results_reading.sam_vs_sgd(summary).startswith("SAM beats early-stopped SGD by **+")
 
 
+NO_COSTS = (None, {}, {}, {})  # efficient_section.inputs() without a summary
+
+
 def test_readme_states_only_holm_claims_and_the_family_size(monkeypatch):
   summary = summary_of({"sgd": SGD, "sam": SAM, "ssam-f s=0.5": SSAM_F,
                         "ssam-d s=0.9": SSAM_D})
-  monkeypatch.setattr(generate_results, "perturbs_of", lambda regime, summary: {})
-  text = generate_results.readme_regime("label_noise", summary)
+  monkeypatch.setattr(readme_section, "perturbs_of", lambda regime, summary: {})
+  text = readme_section.regime(summary, NO_COSTS)
   family = results_reading.family_size(summary, results_reading.EARLY)
   assert f"Holm's family: {family} paired comparisons" in text
   table = [line for line in text.splitlines() if line.startswith("| ssam-d s=0.9")]
-  vs_sgd = table[0].split("|")[-2]
+  vs_sgd = table[0].split("|")[-3]
   assert "[" in vs_sgd and "**" not in vs_sgd  # its interval, but no claim
   assert not re.search(r", (better|worse|tie)\b", table[0])
-  assert "Keeps it: ssam-f s=0.5" in text
+  assert "Keeps it: ssam-f s=0.5." in text
   assert "Not shown to beat early-stopped SGD after Holm: ssam-d s=0.9" in text
+
+
+def test_readme_shows_no_table_for_a_regime_that_cannot_separate_sam_from_sgd():
+  flat = [(87.5, 87.5), (87.4, 87.6), (87.6, 87.4)]
+  summary = summary_of({"sgd": flat, "sam": flat, "ssam-f s=0.5": SSAM_F},
+                       description="R1: test")
+  text = readme_section.regime(summary, NO_COSTS)
+  assert "R1 cannot separate SAM from SGD" in text
+  assert "| ssam-f s=0.5" not in text and "Keeps it" not in text
+  assert "(docs/results.md#r1-test)" in text
 
 
 def test_regime_that_cannot_separate_sam_from_sgd_gives_no_ssam_verdict():
@@ -177,15 +191,18 @@ def test_radius_section_compares_masks_at_equal_radius_with_their_intervals():
   assert results_reading.format_paired(diff) in b_answer
 
 
-def test_readme_sentence_names_the_arms_that_keep_the_gain_and_words_contrasts_by_holm():
+def test_readme_names_the_radius_arms_that_keep_the_gain_and_words_contrasts_by_holm(
+    monkeypatch):
+  monkeypatch.setattr(readme_section, "perturbs_of", lambda regime, summary: {})
   random_values = [(80.0, 81.0), (80.4, 81.2), (80.1, 80.9), (80.3, 81.1), (80.2, 81.0)]
   fisher = [(84.0, 84.0), (84.5, 84.4), (84.2, 84.1), (84.8, 84.7), (84.1, 84.3)]
   summary = summary_of({"sgd": SGD, "sam": SAM, MASKED_F: fisher,
                         MASKED_RANDOM: random_values})
-  text = radius_section.readme_sentence(summary)
-  kept, rest = text.split("Not shown to keep it: ")
-  assert f"keep SAM's gain: {MASKED_F} (vs SAM " in kept and MASKED_RANDOM not in kept
-  assert rest.startswith(f"{MASKED_RANDOM}.")
+  kept = next(part for part in readme_section.regime(summary, NO_COSTS).split("\n\n")
+              if part.startswith("An arm keeps"))
+  assert f"Keeps it: {MASKED_F}." in kept
+  assert f"falls below SAM by its interval: {MASKED_RANDOM}." in kept
+  text = radius_section.contrast_sentence(summary)
   diff = results_reading.paired(summary["arms"][MASKED_F], MASKED_RANDOM,
                                 results_reading.EARLY)
   assert results_reading.holm_verdict(diff) == "better"
@@ -197,10 +214,10 @@ def test_readme_sentence_names_the_arms_that_keep_the_gain_and_words_contrasts_b
                         MASKED_RANDOM: random_values})
   diff = results_reading.paired(summary["arms"][MASKED_F], MASKED_RANDOM,
                                 results_reading.EARLY)
-  text = radius_section.readme_sentence(summary)
+  text = radius_section.contrast_sentence(summary)
   assert diff["verdict"] == "better" and results_reading.holm_verdict(diff) == "tie"
   assert "does not survive Holm's correction" in text and " beats " not in text
   # A regime that cannot separate SAM from SGD gets no sentence.
   flat = [(87.5, 87.5)] * 5
-  assert radius_section.readme_sentence(
+  assert radius_section.contrast_sentence(
       summary_of({"sgd": flat, "sam": flat, MASKED_F: fisher})) == ""

@@ -118,10 +118,11 @@ def test_results_page_names_tensorwise_arms_by_what_they_perturb():
   sys.path.insert(0, str(REPO / "docs"))
   import efficient_section  # pylint: disable=g-import-not-at-top
   import generate_results  # pylint: disable=g-import-not-at-top
+  import readme_section  # pylint: disable=g-import-not-at-top
   page = generate_results.render()
   assert "| ssam-f tensorwise s=0.9" not in page
   assert "| ssam-f tensorwise (" in page
-  readme = generate_results.readme_table(efficient_section.inputs())
+  readme = readme_section.block(efficient_section.inputs())
   assert "tensorwise s=0.9 last block |" not in readme
 
 
